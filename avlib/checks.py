@@ -1,0 +1,74 @@
+"""Self-check helpers for the notebooks' exercises.
+
+Each check prints one line: ``✅ ...`` when the learner's code agrees with the reference, a targeted hint
+``❌ ...`` when it does not, and ``⏭ ...`` when the exercise was skipped (the learner's function still raises
+``NotImplementedError``), in which case the notebook carries on with avlib's version. Checks return ``True`` only
+on success, so tests can assert on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+OK, FAIL, SKIP = "✅", "❌", "⏭"
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"tensor{list(x.shape)} {str(x.dtype).replace('torch.', '')}"
+    return repr(x) if len(repr(x)) < 60 else type(x).__name__
+
+
+def compare(name: str, got: Any, expected: Any, *, atol: float = 1e-5, hint: str = "",
+            against: str = "avlib") -> bool:
+    """Compare two values (tensors, numbers, tuples of them); print a verdict line and return whether they match.
+
+    ``against`` names the reference in the success message (``"✅ patchify matches avlib"``).
+    """
+    problem = _mismatch(got, expected, atol)
+    if problem is None:
+        print(f"{OK} {name} matches {against}")
+        return True
+    print(f"{FAIL} {name}: {problem}" + (f" Hint: {hint}" if hint else ""))
+    return False
+
+
+def same(name: str, mine: Callable[..., Any], reference: Callable[..., Any], *args: Any,
+         atol: float = 1e-5, hint: str = "", against: str = "avlib", **kwargs: Any) -> bool:
+    """Call ``mine`` and ``reference`` with the same arguments and :func:`compare` the results.
+
+    If ``mine`` raises ``NotImplementedError`` the exercise counts as skipped (prints ``⏭``, returns False).
+    """
+    try:
+        got = mine(*args, **kwargs)
+    except NotImplementedError:
+        print(f"{SKIP} {name}: not implemented yet - the notebook continues with the reference version.")
+        return False
+    return compare(name, got, reference(*args, **kwargs), atol=atol, hint=hint, against=against)
+
+
+def _mismatch(got: Any, expected: Any, atol: float) -> str | None:
+    """``None`` if ``got`` matches ``expected``, else a one-line description of the first difference."""
+    if isinstance(expected, (tuple, list)):
+        if not isinstance(got, (tuple, list)) or len(got) != len(expected):
+            return f"expected a sequence of {len(expected)} items, got {_describe(got)}."
+        for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+            if (p := _mismatch(g, e, atol)) is not None:
+                return f"item {i}: {p}"
+        return None
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(got, torch.Tensor):
+            return f"expected a tensor, got {_describe(got)}."
+        if got.shape != expected.shape:
+            return f"shape {list(got.shape)}, expected {list(expected.shape)}."
+        if expected.dtype == torch.bool or not expected.is_floating_point():
+            n = int((got != expected).sum())
+            return None if n == 0 else f"{n} of {expected.numel()} values differ."
+        diff = (got.detach().double() - expected.detach().double()).abs().max().item() if got.numel() else 0.0
+        return None if diff <= atol else f"max abs difference {diff:.3g} (tolerance {atol:g})."
+    if isinstance(expected, float) and isinstance(got, (int, float)):
+        return None if abs(got - expected) <= atol else f"got {got:.6g}, expected {expected:.6g}."
+    return None if got == expected else f"got {_describe(got)}, expected {_describe(expected)}."
