@@ -28,3 +28,10 @@ def test_same_handles_skipped_exercise(capsys):
 def test_integer_tensors_compared_exactly(capsys):
     assert not checks.compare("ids", torch.tensor([1, 2]), torch.tensor([1, 3]))
     assert "1 of 2 values differ" in capsys.readouterr().out
+
+
+def test_unknown_topic_is_an_attribute_error():
+    import pytest
+
+    with pytest.raises(AttributeError, match="no check module 'nosuchtopic'"):
+        checks.nosuchtopic  # noqa: B018

@@ -4,11 +4,17 @@ Each check prints one line: ``✅ ...`` when the learner's code agrees with the 
 ``❌ ...`` when it does not, and ``⏭ ...`` when the exercise was skipped (the learner's function still raises
 ``NotImplementedError``), in which case the notebook carries on with avlib's version. Checks return ``True`` only
 on success, so tests can assert on them.
+
+Generic helpers (:func:`compare`, :func:`same`) live here; exercise-specific checks with targeted hints live in one
+submodule per topic (``avlib/checks/masking.py`` ...), reachable as ``checks.masking.random_masking(fn)`` without
+an explicit import.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -72,3 +78,15 @@ def _mismatch(got: Any, expected: Any, atol: float) -> str | None:
     if isinstance(expected, float) and isinstance(got, (int, float)):
         return None if abs(got - expected) <= atol else f"got {got:.6g}, expected {expected:.6g}."
     return None if got == expected else f"got {_describe(got)}, expected {_describe(expected)}."
+
+
+def __getattr__(name: str) -> ModuleType:
+    """Import topic submodules on first access: ``checks.masking`` -> ``avlib.checks.masking``."""
+    if name.startswith("_"):
+        raise AttributeError(name)
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"{__name__}.{name}":
+            raise AttributeError(f"avlib.checks has no check module {name!r}") from None
+        raise
