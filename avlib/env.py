@@ -49,6 +49,7 @@ class Profile:
     batch_size: int = 16
     pretrain_epochs: int = 1
     finetune_epochs: int = 1
+    demo_steps: int = 20  # optimisation steps of the small training demos inside notebooks
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -59,19 +60,19 @@ _PROFILES: dict[str, Profile] = {
         name="ci", clip_seconds=1.0, sample_rate=16000, num_mel_bins=128, target_length=96,
         frame_size=64, image_size=64,
         clips_per_class={"unlabeled": 6, "train": 4, "val": 2, "test": 2},
-        mp4_clips=2, model="tiny", batch_size=8, pretrain_epochs=1, finetune_epochs=1,
+        mp4_clips=2, model="tiny", batch_size=8, pretrain_epochs=1, finetune_epochs=1, demo_steps=20,
     ),
     "course": Profile(
         name="course", clip_seconds=4.0, sample_rate=16000, num_mel_bins=128, target_length=400,
         frame_size=96, image_size=96,
         clips_per_class={"unlabeled": 60, "train": 20, "val": 5, "test": 10},
-        mp4_clips=4, model="tiny", batch_size=32, pretrain_epochs=8, finetune_epochs=10,
+        mp4_clips=4, model="tiny", batch_size=32, pretrain_epochs=8, finetune_epochs=10, demo_steps=400,
     ),
     "paper": Profile(
         name="paper", clip_seconds=10.0, sample_rate=16000, num_mel_bins=128, target_length=1024,
         frame_size=224, image_size=224,
         clips_per_class={"unlabeled": 400, "train": 100, "val": 20, "test": 40},
-        mp4_clips=8, model="base", batch_size=48, pretrain_epochs=25, finetune_epochs=10,
+        mp4_clips=8, model="base", batch_size=48, pretrain_epochs=25, finetune_epochs=10, demo_steps=2000,
     ),
 }
 
