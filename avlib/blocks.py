@@ -1,0 +1,64 @@
+"""The CAV-MAE transformer block: one attention + MLP shared by all modalities, one LayerNorm set per
+modality.
+
+A pre-norm ViT block (``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``) built from timm's public
+``Attention`` (fused ``scaled_dot_product_attention``, qkv rows ``[q; k; v]``, heads contiguous) and ``Mlp``
+(exact GELU), with up to three LayerNorm sets picked by ``modality``:
+
+* ``None`` - the joint set ``norm1`` / ``norm2`` (modality-specific stacks, the joint stream, the decoder);
+* ``"a"`` - ``norm1_a`` / ``norm2_a`` (audio stream through the shared block);
+* ``"v"`` - ``norm1_v`` / ``norm2_v`` (video stream through the shared block).
+
+Only the shared block(s) ``blocks_u`` ever use the ``_a`` / ``_v`` sets. The reference builds them in *every*
+block (``blocks_a``, ``blocks_v``, ``decoder_blocks``) where they never receive a gradient; avlib builds them
+only where ``modality_norms=True`` (see ``CAVMAEConfig.unused_norms`` to keep the reference layout).
+LayerNorm eps is 1e-5 as in the reference (``nn.LayerNorm``'s default; timm ViTs use 1e-6).
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import Mlp
+from timm.models.vision_transformer import Attention
+from torch import nn
+
+__all__ = ["Block", "MODALITIES"]
+
+MODALITIES = (None, "a", "v")
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block ``[B, N, D] -> [B, N, D]`` with shared weights and per-modality
+    LayerNorms."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 ln_eps: float = 1e-5, modality_norms: bool = True) -> None:
+        super().__init__()
+        self.modality_norms = modality_norms
+        # registration order = the reference's state-dict order
+        self.norm1 = nn.LayerNorm(dim, eps=ln_eps)
+        if modality_norms:
+            self.norm1_a = nn.LayerNorm(dim, eps=ln_eps)
+            self.norm1_v = nn.LayerNorm(dim, eps=ln_eps)
+        self.attn = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=ln_eps)
+        if modality_norms:
+            self.norm2_a = nn.LayerNorm(dim, eps=ln_eps)
+            self.norm2_v = nn.LayerNorm(dim, eps=ln_eps)
+        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
+
+    def norms(self, modality: str | None = None) -> tuple[nn.LayerNorm, nn.LayerNorm]:
+        """The ``(pre-attention, pre-MLP)`` LayerNorm pair of ``modality`` (None | 'a' | 'v')."""
+        if modality is None:
+            return self.norm1, self.norm2
+        if modality not in ("a", "v"):
+            raise ValueError(f"modality must be None, 'a' or 'v', got {modality!r}.")
+        if not self.modality_norms:
+            raise ValueError("this block has no per-modality LayerNorms (modality_norms=False); "
+                             "call it with modality=None.")
+        return (self.norm1_a, self.norm2_a) if modality == "a" else (self.norm1_v, self.norm2_v)
+
+    def forward(self, x: torch.Tensor, modality: str | None = None) -> torch.Tensor:
+        n1, n2 = self.norms(modality)
+        x = x + self.attn(n1(x))  # [B, N, D]
+        return x + self.mlp(n2(x))  # [B, N, D]

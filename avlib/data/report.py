@@ -1,0 +1,225 @@
+"""The orchestra's dataset card and two quick baselines (``make data-report`` / ``python -m avlib data-report``).
+
+* :func:`dataset_card` - clips per class and split, durations, domains (soundfont, icon style), how often a
+  second instrument plays, occlusion, disk size, and the licences of every asset.
+* :func:`baselines` - logistic regression on hand-made features, trained on ``train`` and scored on ``val``
+  (the training domain) and ``test`` (a new soundfont and icon style):
+
+  - audio: per-bin mean and std of the log-mel filterbank (``avlib.audio.fbank``), 2F values per clip;
+  - video: colour histograms of the 10 frames and a 12 x 12 thumbnail of the mean frame;
+  - late fusion: the sum of the two models' log-probabilities.
+
+  Chance is 1/K. The deep models of the course should beat these.
+* :func:`contact_sheet` - a PNG of the frames of a few clips per split, to look at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from avlib.data import orchestra as O
+
+
+def _load(root: Path) -> tuple[dict, list[dict], list[tuple[str, str]]]:
+    cfg_path = root / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{root} holds no complete orchestra (no config.json): generate it with "
+                                "`python -m avlib data` (or avlib.data.orchestra.generate()).")
+    config = json.loads(cfg_path.read_text())
+    metas = [json.loads(line) for line in (root / "clips.jsonl").read_text().splitlines() if line.strip()]
+    import csv
+
+    with open(root / "labels.csv", newline="") as f:
+        classes = [(r["mid"], r["display_name"]) for r in csv.DictReader(f)]
+    return config, metas, classes
+
+
+def _du(root: Path) -> float:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6
+
+
+def dataset_card(root: str | Path) -> str:
+    """A plain-text (markdown) card of the dataset at ``root``."""
+    from avlib.data import scene as S
+    from avlib.data import synth
+
+    root = Path(root)
+    config, metas, classes = _load(root)
+    cfg = config["config"]
+    sec = float(cfg["clip_seconds"])
+    splits = O.SPLITS
+    count = Counter((m["split"], m["label"]) for m in metas)
+    lines = [f"# The orchestra - profile `{cfg['profile']}`, seed {cfg['seed']}",
+             "",
+             f"{len(metas)} clips of {sec:g} s ({len(metas) * sec / 60:.1f} min of audio), {len(classes)} classes, "
+             f"10 frames of {cfg['frame_size']} x {cfg['frame_size']} px per clip, 16-kHz mono WAV; "
+             f"{_du(root):.0f} MB under {root}. Config hash {config['hash'][:12]}.",
+             "",
+             "| class | " + " | ".join(splits) + " |",
+             "|---|" + "---:|" * len(splits)]
+    for mid, name in classes:
+        lines.append(f"| {name} (`{mid}`) | " + " | ".join(str(count[(s, mid)]) for s in splits) + " |")
+    lines.append("| **all** | " + " | ".join(str(sum(m["split"] == s for m in metas)) for s in splits) + " |")
+    lines += ["", "| split | minutes | soundfonts | icon styles | second instrument | occluded | labels used |",
+              "|---|---:|---|---|---:|---:|---|"]
+    for s in splits:
+        ms = [m for m in metas if m["split"] == s]
+        if not ms:
+            continue
+        sf = ", ".join(f"{k} {v}" for k, v in sorted(Counter(m["soundfont"] for m in ms).items()))
+        st = ", ".join(f"{k} {v}" for k, v in sorted(Counter(m["style"] for m in ms).items()))
+        second = np.mean([bool(m.get("second")) for m in ms])
+        occ = np.mean([m["scene"]["occluded"] for m in ms])
+        used = "no (self-supervised)" if s == "unlabeled" else "yes"
+        lines.append(f"| {s} | {len(ms) * sec / 60:.1f} | {sf} | {st} | {second:.0%} | {occ:.0%} | {used} |")
+    lines += ["", "Every frame also shows a silent distractor instrument of another class; the sounding one "
+              "moves with its own notes (size = loudness, height = pitch, jump + flash = onsets).",
+              "`test` uses a soundfont and an icon style that `unlabeled`/`train`/`val` never use.", "",
+              "## Licences of the material", "",
+              "| asset | source | licence |", "|---|---|---|"]
+    for name, (pkg, rel, lic) in synth.SOUNDFONTS.items():
+        lines.append(f"| soundfont `{name}` | `{pkg}/{rel}` (pip wheel, not copied) | {lic} |")
+    for style, info in S.styles().items():
+        lines.append(f"| icons `{style}` | {info['package']} {info['version']} ({info['author']}) | "
+                     f"{info['license']} |")
+    lines.append(f"| melodies | {synth.load_melodies()['source']} | public domain (see data/LICENSES.md) |")
+    lines.append("")
+    lines.append("Details and attributions: data/LICENSES.md.")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# features and baselines
+# --------------------------------------------------------------------------------------------------------------
+def audio_features(root: str | Path, ids: list[str]) -> np.ndarray:
+    """Per-bin mean and std of the log-mel filterbank of each clip -> ``[N, 2F]``."""
+    import torch
+
+    from avlib import audio as A
+
+    root = Path(root)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        feats = []
+        for vid in ids:
+            fb = A.fbank(A.load_wav(root / "audio" / f"{vid}.wav"))  # [T, F]
+            feats.append(torch.cat([fb.mean(0), fb.std(0)]).numpy())
+    finally:
+        torch.set_num_threads(threads)
+    return np.stack(feats).astype(np.float32)  # [N, 2F]
+
+
+def video_features(root: str | Path, ids: list[str], frames: int = O.NUM_FRAMES) -> np.ndarray:
+    """Colour histograms (joint 4x4x4 RGB + 16 bins per channel, averaged over frames) and a 12x12 RGB thumbnail
+    of the mean frame -> ``[N, 64 + 48 + 432]``."""
+    from PIL import Image
+
+    root = Path(root)
+    out = []
+    for vid in ids:
+        imgs = np.stack([np.asarray(Image.open(root / "frames" / f"frame_{i}" / f"{vid}.jpg").convert("RGB"))
+                         for i in range(frames)])  # [10, H, W, 3]
+        q = (imgs // 64).reshape(frames, -1, 3).astype(np.int64)  # [10, H*W, 3] in 0..3
+        joint = np.stack([np.bincount(f[:, 0] * 16 + f[:, 1] * 4 + f[:, 2], minlength=64) for f in q])
+        joint = joint.mean(0) / q.shape[1]
+        per = np.concatenate([np.histogram(imgs[..., c], bins=16, range=(0, 256))[0] for c in range(3)])
+        per = per / imgs[..., 0].size
+        thumb = np.asarray(Image.fromarray(imgs.mean(0).astype(np.uint8)).resize((12, 12), Image.BILINEAR))
+        out.append(np.concatenate([joint, per, thumb.reshape(-1) / 255.0]))
+    return np.stack(out).astype(np.float32)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, seed: int):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=3000, random_state=seed))
+    return model.fit(x, y)
+
+
+def baselines(root: str | Path, seed: int = 0, train_split: str = "train",
+              eval_splits: tuple[str, ...] = ("val", "test")) -> dict[str, dict[str, float]]:
+    """Accuracy (%) of the audio, video and late-fusion baselines: ``{model: {split: accuracy}}``."""
+    root = Path(root)
+    _, metas, classes = _load(root)
+    mids = [m for m, _ in classes]
+    ids = {s: [m["video_id"] for m in metas if m["split"] == s] for s in (train_split, *eval_splits)}
+    ys = {s: np.array([mids.index(m["label"]) for m in metas if m["split"] == s]) for s in ids}
+    feats = {"audio": audio_features, "video": video_features}
+    x = {kind: {s: fn(root, ids[s]) for s in ids} for kind, fn in feats.items()}
+    models = {kind: _fit(x[kind][train_split], ys[train_split], seed) for kind in feats}
+    result: dict[str, dict[str, float]] = {"audio": {}, "video": {}, "audio+video": {}}
+    for s in eval_splits:
+        logp = {}
+        for kind in feats:
+            p = models[kind].predict_proba(x[kind][s])  # [N, K]
+            logp[kind] = np.log(np.clip(p, 1e-9, 1))
+            result[kind][s] = float(100 * np.mean(models[kind].classes_[p.argmax(1)] == ys[s]))
+        fused = logp["audio"] + logp["video"]
+        result["audio+video"][s] = float(100 * np.mean(models["audio"].classes_[fused.argmax(1)] == ys[s]))
+    result["chance"] = {s: 100.0 / len(mids) for s in eval_splits}
+    return result
+
+
+def baseline_table(result: dict[str, dict[str, float]], train_split: str = "train") -> str:
+    """The baselines as a markdown table."""
+    splits = list(next(iter(result.values())))
+    names = {"val": "val (training domain)", "test": "test (new soundfont + icon style)"}
+    lines = [f"## Baselines (logistic regression trained on `{train_split}`), accuracy %", "",
+             "| features | " + " | ".join(names.get(s, s) for s in splits) + " |",
+             "|---|" + "---:|" * len(splits)]
+    labels = {"audio": "audio: log-mel mean/std", "video": "video: colour histograms + thumbnail",
+              "audio+video": "late fusion (sum of log-probabilities)", "chance": "chance"}
+    for k, row in result.items():
+        lines.append(f"| {labels.get(k, k)} | " + " | ".join(f"{row[s]:.1f}" for s in splits) + " |")
+    return "\n".join(lines)
+
+
+def contact_sheet(root: str | Path, path: str | Path | None = None, per_split: int = 4) -> Path:
+    """Save a PNG with the 10 frames (columns) of the first ``per_split`` clips of every split (rows)."""
+    from PIL import Image, ImageDraw
+
+    root = Path(root)
+    _, metas, _ = _load(root)
+    rows = []
+    for s in O.SPLITS:
+        for m in [m for m in metas if m["split"] == s][:per_split]:
+            frames = [np.asarray(Image.open(root / "frames" / f"frame_{i}" / f"{m['video_id']}.jpg").convert("RGB"))
+                      for i in range(O.NUM_FRAMES)]
+            strip = Image.fromarray(np.concatenate(frames, 1))  # [H, 10 W, 3]
+            label = Image.new("RGB", (150, strip.height), (255, 255, 255))
+            ImageDraw.Draw(label).text((4, 4), f"{m['video_id']}\n{m['label']}\n(+ {m['distractor']})\n"
+                                               f"{m['style']}", fill=(0, 0, 0))
+            rows.append(np.concatenate([np.asarray(label), np.asarray(strip)], 1))
+    path = Path(path) if path else root / "contact_sheet.png"
+    Image.fromarray(np.concatenate(rows, 0)).save(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m avlib data-report [--profile P] [--root DIR] [--no-baselines] [--sheet]``."""
+    ap = argparse.ArgumentParser(prog="python -m avlib data-report", description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default=None, help="ci | course | paper (default: $AVLIB_PROFILE or course)")
+    ap.add_argument("--root", default=None, help="dataset folder (default: generate/reuse the profile's)")
+    ap.add_argument("--no-baselines", action="store_true", help="print the card only")
+    ap.add_argument("--sheet", action="store_true", help="also save contact_sheet.png in the dataset folder")
+    args = ap.parse_args(argv)
+    root = Path(args.root) if args.root else O.generate(args.profile)
+    print(dataset_card(root))
+    if not args.no_baselines:
+        print()
+        print(baseline_table(baselines(root)))
+    if args.sheet:
+        print(f"\ncontact sheet: {contact_sheet(root)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

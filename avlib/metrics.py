@@ -1,0 +1,204 @@
+"""Metrics: classification (accuracy, macro-F1, confusion matrix, mAP / AUC) and cross-modal retrieval.
+
+Everything is vectorised torch; inputs may be tensors or numpy arrays. Conventions:
+
+* ``scores`` are logits or probabilities ``[N, K]`` (only their order per row matters for accuracy);
+* ``targets`` are class indices ``[N]`` or (soft / multi-hot) label vectors ``[N, K]`` (argmax is the class);
+* the confusion matrix has true classes in rows and predicted classes in columns.
+
+Retrieval follows the reference (``src/retrieval.py``): cosine similarity of L2-normalised embeddings;
+the true partner of query ``i`` is item ``i``; the rank of a query is 1 + the number of items scored
+strictly higher than its partner (ties count in the query's favour); R@k = share of queries with
+rank <= k; MedR = median rank.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "as_tensor", "class_indices", "accuracy", "confusion_matrix", "per_class_accuracy", "macro_f1",
+    "average_precision", "mean_average_precision", "roc_auc", "mean_auc", "d_prime", "classification_metrics",
+    "multilabel_metrics", "similarity", "retrieval_ranks", "recall_at_k", "retrieval_metrics",
+]
+
+
+def as_tensor(x: Any) -> torch.Tensor:
+    """A CPU tensor from a tensor, numpy array or list (floats become float64 for exact metric sums)."""
+    t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    return t.double() if t.is_floating_point() else t
+
+
+def class_indices(y: Any) -> torch.Tensor:
+    """Class indices ``[N]`` from indices ``[N]`` or label vectors / scores ``[N, K]`` (argmax)."""
+    t = as_tensor(y)
+    if t.ndim == 2:
+        return t.argmax(dim=1)
+    if t.ndim != 1:
+        raise ValueError(f"expected class indices [N] or label vectors [N, K], got shape {tuple(t.shape)}")
+    return t.long()
+
+
+def accuracy(scores: Any, targets: Any) -> float:
+    """Top-1 accuracy in [0, 1]: share of rows whose argmax score is the target class."""
+    pred, true = class_indices(scores), class_indices(targets)
+    if pred.shape != true.shape:
+        raise ValueError(f"scores give {pred.numel()} predictions but targets give {true.numel()} labels")
+    return float((pred == true).double().mean()) if len(pred) else float("nan")
+
+
+def confusion_matrix(scores: Any, targets: Any, num_classes: int | None = None) -> torch.Tensor:
+    """Confusion counts ``[K, K]`` (row = true class, column = predicted class), via one ``bincount``."""
+    pred, true = class_indices(scores), class_indices(targets)
+    if num_classes is None:
+        s = as_tensor(scores)
+        num_classes = s.shape[1] if s.ndim == 2 else int(max(pred.max(), true.max())) + 1
+    K = num_classes
+    return torch.bincount(true * K + pred, minlength=K * K).reshape(K, K)  # [K*K] -> [K, K]
+
+
+def per_class_accuracy(scores: Any, targets: Any, num_classes: int | None = None) -> torch.Tensor:
+    """Accuracy of each true class (= recall) ``[K]``; NaN for classes absent from ``targets``."""
+    cm = confusion_matrix(scores, targets, num_classes).double()
+    return cm.diagonal() / cm.sum(dim=1)  # 0/0 -> nan for absent classes
+
+
+def macro_f1(scores: Any, targets: Any, num_classes: int | None = None) -> float:
+    """Unweighted mean over classes of F1 = 2·TP / (2·TP + FP + FN); classes never seen nor predicted are
+    skipped (like scikit-learn's ``f1_score(average='macro', labels=<present>)``)."""
+    cm = confusion_matrix(scores, targets, num_classes).double()
+    tp = cm.diagonal()
+    denom = cm.sum(dim=0) + cm.sum(dim=1)  # (TP + FP) + (TP + FN)
+    present = denom > 0
+    return float((2 * tp[present] / denom[present]).mean())
+
+
+def average_precision(scores: Any, targets: Any) -> torch.Tensor:
+    """Average precision of each column ``[K]`` (binary targets ``[N, K]``), as scikit-learn's
+    ``average_precision_score`` (step-wise, ties grouped); NaN for a class with no positive."""
+    s, y = as_tensor(scores), (as_tensor(targets) > 0.5).double()
+    if s.ndim == 1:
+        s, y = s[:, None], y[:, None]
+    out = []
+    for k in range(s.shape[1]):  # K is small; the work per class is vectorised
+        sk, yk = s[:, k], y[:, k]
+        n_pos = yk.sum()
+        if n_pos == 0:
+            out.append(float("nan"))
+            continue
+        order = torch.argsort(sk, descending=True, stable=True)
+        sk, yk = sk[order], yk[order]
+        tp = torch.cumsum(yk, 0)
+        # keep the last index of each run of tied scores (thresholds)
+        last = torch.ones_like(sk, dtype=torch.bool)
+        last[:-1] = sk[1:] != sk[:-1]
+        tp, n = tp[last], torch.arange(1, len(sk) + 1, dtype=torch.float64)[last]
+        precision, recall = tp / n, tp / n_pos
+        d_recall = torch.diff(recall, prepend=recall.new_zeros(1))
+        out.append(float((d_recall * precision).sum()))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def mean_average_precision(scores: Any, targets: Any) -> float:
+    """mAP: mean of :func:`average_precision` over classes with at least one positive."""
+    ap = average_precision(scores, targets)
+    return float(ap[~ap.isnan()].mean())
+
+
+def roc_auc(scores: Any, targets: Any) -> torch.Tensor:
+    """ROC AUC of each column ``[K]`` via the rank statistic (Mann-Whitney U, average ranks for ties);
+    NaN where a class has no positive or no negative."""
+    s, y = as_tensor(scores), as_tensor(targets) > 0.5
+    if s.ndim == 1:
+        s, y = s[:, None], y[:, None]
+    out = []
+    for k in range(s.shape[1]):
+        sk, yk = s[:, k], y[:, k]
+        n_pos, n_neg = int(yk.sum()), int((~yk).sum())
+        if n_pos == 0 or n_neg == 0:
+            out.append(float("nan"))
+            continue
+        # average rank of each value (1-based): rank = (#less) + (#equal + 1) / 2
+        less = (sk[None, :] < sk[:, None]).sum(1).double()  # [N, N] comparison; N is an eval set
+        equal = (sk[None, :] == sk[:, None]).sum(1).double()
+        ranks = less + (equal + 1) / 2
+        u = ranks[yk].sum() - n_pos * (n_pos + 1) / 2
+        out.append(float(u / (n_pos * n_neg)))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def mean_auc(scores: Any, targets: Any) -> float:
+    """Mean ROC AUC over classes that have positives and negatives."""
+    auc = roc_auc(scores, targets)
+    return float(auc[~auc.isnan()].mean())
+
+
+def d_prime(auc: float) -> float:
+    """d' = sqrt(2) · Φ⁻¹(AUC), the sensitivity index reported next to mAP by AudioSet papers."""
+    return math.sqrt(2.0) * float(torch.special.ndtri(torch.tensor(auc, dtype=torch.float64)))
+
+
+def classification_metrics(scores: Any, targets: Any, class_names: list[str] | None = None) -> dict[str, Any]:
+    """Single-label summary: ``accuracy``, ``macro_f1``, ``per_class_accuracy`` (dict name -> value) and
+    ``confusion`` (``[K, K]`` list of lists)."""
+    s = as_tensor(scores)
+    K = s.shape[1] if s.ndim == 2 else (len(class_names) if class_names else None)
+    names = class_names or [str(k) for k in range(K or 0)]
+    cm = confusion_matrix(s, targets, K)
+    pca = per_class_accuracy(s, targets, K)
+    return {
+        "accuracy": accuracy(s, targets),
+        "macro_f1": macro_f1(s, targets, K),
+        "per_class_accuracy": {n: float(v) for n, v in zip(names, pca, strict=True)},
+        "confusion": cm.tolist(),
+    }
+
+
+def multilabel_metrics(scores: Any, targets: Any) -> dict[str, float]:
+    """Multi-label summary as the reference reports it: ``mAP``, ``mAUC`` and ``d_prime``."""
+    auc = mean_auc(scores, targets)
+    return {"mAP": mean_average_precision(scores, targets), "mAUC": auc, "d_prime": d_prime(auc)}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# retrieval
+# ----------------------------------------------------------------------------------------------------------
+def similarity(a: Any, v: Any) -> torch.Tensor:
+    """Cosine similarity ``[N, M]`` of audio embeddings ``a [N, D]`` and video embeddings ``v [M, D]``."""
+    a, v = as_tensor(a).float(), as_tensor(v).float()
+    return F.normalize(a, dim=-1) @ F.normalize(v, dim=-1).T  # [N, D] @ [D, M] -> [N, M]
+
+
+def retrieval_ranks(sim: Any) -> torch.Tensor:
+    """1-based rank of the true partner (the diagonal) in each row of a query x item similarity ``[N, N]``."""
+    s = as_tensor(sim)
+    if s.ndim != 2 or s.shape[0] != s.shape[1]:
+        raise ValueError(f"retrieval needs a square similarity [N, N] (item i is query i's partner), got "
+                         f"{tuple(s.shape)}")
+    return (s > s.diagonal()[:, None]).sum(dim=1) + 1  # [N, N] > [N, 1] -> [N]
+
+
+def recall_at_k(ranks: torch.Tensor, k: int) -> float:
+    """Share of queries whose partner is within the top ``k``."""
+    return float((ranks <= k).double().mean())
+
+
+def retrieval_metrics(a: Any, v: Any, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, dict[str, float]]:
+    """Audio->video and video->audio retrieval: ``{"a2v": {"R@1", "R@5", "R@10", "MedR", "MeanR"}, "v2a"}``.
+
+    ``a [N, D]`` and ``v [N, D]`` are paired clip embeddings (row i of both comes from clip i). R@k in [0, 1].
+    """
+    sim = similarity(a, v)  # [N, N], rows = audio queries
+    out = {}
+    for name, s in (("a2v", sim), ("v2a", sim.T)):
+        ranks = retrieval_ranks(s)
+        row = {f"R@{k}": recall_at_k(ranks, k) for k in ks}
+        row["MedR"] = float(np.median(ranks.numpy()))  # numpy's median, as the reference
+        row["MeanR"] = float(ranks.double().mean())
+        out[name] = row
+    return out

@@ -1,0 +1,58 @@
+"""avlib.blocks: one attention/MLP, three LayerNorm sets, the reference's key names and maths."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from avlib.blocks import Block
+
+REFERENCE_KEYS = [f"{n}.{wb}" for n in ("norm1", "norm1_a", "norm1_v", "attn.qkv", "attn.proj", "norm2", "norm2_a",
+                                        "norm2_v", "mlp.fc1", "mlp.fc2") for wb in ("weight", "bias")]
+
+
+def _perturbed_block(**kw):
+    torch.manual_seed(0)
+    blk = Block(16, 4, **kw).eval()
+    with torch.no_grad():
+        for p in blk.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return blk
+
+
+def _plain(blk, x, n1, n2):
+    """The reference maths written out: softmax(q k^T * d^-0.5) v with exact GELU."""
+    B, N, D = x.shape
+    h = blk.attn.num_heads
+    qkv = F.linear(n1(x), blk.attn.qkv.weight, blk.attn.qkv.bias).reshape(B, N, 3, h, D // h)  # rows q | k | v
+    q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, h, N, d]
+    attn = ((q @ k.transpose(-2, -1)) * (D // h) ** -0.5).softmax(-1)
+    x = x + F.linear((attn @ v).transpose(1, 2).reshape(B, N, D), blk.attn.proj.weight, blk.attn.proj.bias)
+    hid = F.gelu(F.linear(n2(x), blk.mlp.fc1.weight, blk.mlp.fc1.bias))
+    return x + F.linear(hid, blk.mlp.fc2.weight, blk.mlp.fc2.bias)
+
+
+def test_key_names_match_the_reference():
+    assert list(Block(16, 4).state_dict()) == REFERENCE_KEYS
+    assert list(Block(16, 4, modality_norms=False).state_dict()) == [
+        k for k in REFERENCE_KEYS if not k.startswith(("norm1_", "norm2_"))]
+
+
+def test_modality_selects_the_norm_set_and_matches_the_plain_maths():
+    blk = _perturbed_block()
+    x = torch.randn(2, 7, 16)
+    outs = {}
+    for mod, (n1, n2) in {None: (blk.norm1, blk.norm2), "a": (blk.norm1_a, blk.norm2_a),
+                          "v": (blk.norm1_v, blk.norm2_v)}.items():
+        outs[mod] = blk(x, mod)
+        assert (outs[mod] - _plain(blk, x, n1, n2)).abs().max() < 1e-5
+    assert (outs[None] - outs["a"]).abs().max() > 1e-3 and (outs["a"] - outs["v"]).abs().max() > 1e-3
+
+
+def test_layernorm_eps_and_errors():
+    blk = Block(16, 4)
+    assert blk.norm1.eps == 1e-5 and blk.norm2_v.eps == 1e-5
+    assert Block(16, 4, ln_eps=1e-6).norm1.eps == 1e-6
+    with pytest.raises(ValueError, match="no per-modality"):
+        Block(16, 4, modality_norms=False)(torch.randn(1, 3, 16), "a")
+    with pytest.raises(ValueError, match="modality must be"):
+        blk(torch.randn(1, 3, 16), "x")

@@ -1,0 +1,114 @@
+"""Figures on synthetic inputs: they build, have the expected panels, and the inpainting maths is right."""
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from avlib import plots as P
+from avlib.patching import patchify_audio, patchify_image
+
+G = torch.Generator().manual_seed(0)
+
+
+def _history():
+    rows = [{"step": s, "epoch": s // 5, "loss": 2.0 / (s + 1), "loss_mae_a": 1.0 / (s + 1), "lr": 1e-4 * s,
+             "c_acc": s / 20} for s in range(1, 21)]
+    rows.append({"step": 20, "epoch": 3, "val_loss": 0.3, "val_acc": 0.7})  # a sparse validation row
+    return rows
+
+
+def test_history_curves(tmp_path):
+    fig = P.plot_history(_history(), title="pretraining")
+    assert isinstance(fig, Figure) and len(fig.axes) == 3  # loss, accuracy, lr
+    loss_ax = fig.axes[0]
+    assert {ln.get_label() for ln in loss_ax.lines} == {"loss", "loss_mae_a", "val_loss"}
+    fig.savefig(tmp_path / "h.png")
+    assert (tmp_path / "h.png").stat().st_size > 1000
+
+
+def test_history_from_csv(tmp_path):
+    import csv
+
+    rows = _history()
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(tmp_path / "history.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, keys)
+        w.writeheader()
+        w.writerows(rows)
+    cols = P.history_columns(tmp_path / "history.csv")
+    assert np.isnan(cols["val_acc"][:-1]).all() and cols["val_acc"][-1] == 0.7
+    with pytest.raises(ValueError, match="no column"):
+        P.plot_history(rows, x="time")
+
+
+def test_reconstruct_perfect_prediction_gives_back_the_input():
+    audio = torch.randn(64, 32, generator=G)
+    video = torch.randn(3, 32, 32, generator=G)
+    pa, pv = patchify_audio(audio[None], 16)[0], patchify_image(video[None], 16)[0]  # [8, 256], [4, 768]
+    mask_a = torch.tensor([1, 0, 1, 1, 0, 1, 1, 0.0])
+    mask_v = torch.tensor([0, 1, 1, 1.0])
+    # norm-pix prediction = the standardised true patch; un-normalising must give the patch back
+    norm = lambda p: (p - p.mean(-1, keepdim=True)) / (p.var(-1, keepdim=True) + 1e-6).sqrt()
+    r = P.reconstruct(audio, video, norm(pa), norm(pv), mask_a, mask_v, norm_pix=True)
+    torch.testing.assert_close(r["a_recon"], audio, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(r["v_paste"], video, atol=1e-4, rtol=1e-4)
+    # masked image: NaN exactly on masked patches (audio token 0 = lowest mel rows, first 16 frames)
+    assert torch.isnan(r["a_masked"][:16, :16]).all() and not torch.isnan(r["a_masked"][16:32, :16]).any()
+    assert int(torch.isnan(r["v_masked"]).sum()) == 3 * 3 * 16 * 16
+    # reconstruction + visible: visible patches are the originals even for a useless prediction
+    r0 = P.reconstruct(audio, video, torch.zeros_like(pa), torch.zeros_like(pv), mask_a, mask_v,
+                       norm_pix=False)
+    torch.testing.assert_close(r0["a_paste"][16:32, :16], audio[16:32, :16])
+    assert (r0["a_paste"][:16, :16] == 0).all()
+
+
+def test_inpainting_grid():
+    audio, video = torch.randn(64, 32, generator=G), torch.randn(3, 32, 32, generator=G)
+    fig = P.plot_inpainting(audio, video, torch.randn(8, 256, generator=G), torch.randn(4, 768, generator=G),
+                            torch.tensor([1, 0] * 4), torch.tensor([1, 0, 1, 0]))
+    assert len(fig.axes) == 8
+    assert [ax.get_title() for ax in fig.axes[:4]] == ["original", "masked", "reconstruction",
+                                                        "reconstruction + visible"]
+
+
+def test_similarity_embeddings_confusion():
+    labels = torch.tensor([2, 0, 1, 0, 2, 1])
+    emb = torch.randn(6, 8, generator=G)
+    fig = P.plot_similarity(emb @ emb.T, labels=labels, class_names=["a", "b", "c"])
+    assert isinstance(fig, Figure)
+    fig = P.plot_embeddings({"audio": emb, "video": emb + 0.1}, labels, ["a", "b", "c"])
+    handles, names = fig.axes[0].get_legend_handles_labels()
+    assert names == ["a", "b", "c", "audio", "video"]
+    fig = P.plot_confusion(torch.tensor([[3, 1], [0, 4]]), ["x", "y"])
+    assert fig.axes[0].get_xlabel() == "predicted"
+
+
+def test_project_2d_pca_and_tsne():
+    x = torch.randn(30, 5, generator=G)
+    x[:, 0] *= 10  # the dominant direction
+    xy = P.project_2d(x)
+    assert xy.shape == (30, 2)
+    assert abs(np.corrcoef(xy[:, 0], x[:, 0].numpy())[0, 1]) > 0.99
+    assert P.project_2d(x, "tsne").shape == (30, 2)
+    with pytest.raises(ValueError, match="unknown projection"):
+        P.project_2d(x, "umap")
+
+
+def test_retrieval_strip_marks_the_partner():
+    frames = torch.randn(5, 3, 16, 16, generator=G)
+    sim = torch.eye(5) + 0.01 * torch.arange(5.0)
+    fig = P.plot_retrieval_strip(sim, 2, frames, k=3, labels=[0, 1, 0, 1, 0], class_names=["p", "q"],
+                                 query_image=torch.randn(32, 16, generator=G))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[1].startswith("#1: clip 2") and fig.axes[1].title.get_color() == "green"
+    assert titles[2].startswith("#2: clip 4") and fig.axes[2].title.get_color() == "darkorange"
+
+
+def test_result_charts():
+    fig = P.plot_bars({"AV model": {"AV": 90.0, "A": 80.0}, "A model": {"A": 85.0}})
+    assert len(fig.axes[0].patches) == 4
+    rows = [{"init": i, "fraction": f, "accuracy": a} for i, f, a in
+            [("pretrained", 0.1, 60), ("pretrained", 1.0, 90), ("scratch", 0.1, 40), ("scratch", 1.0, 80)]]
+    fig = P.plot_label_efficiency(rows)
+    assert len(fig.axes[0].lines) == 2

@@ -1,0 +1,191 @@
+"""Training: optimiser groups, schedule, the two loops on `ci` data, resume after a kill, weight averaging,
+label efficiency and the main job."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from avlib import train as T
+from avlib.models import create_model
+
+SMALL = dict(audio_length=96, img_size=64)
+
+
+@pytest.fixture(scope="module")
+def ci_data():
+    """The `ci` orchestra (generated once, then reused from data/generated/ci)."""
+    orchestra = pytest.importorskip("avlib.data.orchestra")
+    return str(orchestra.generate("ci", progress=False))
+
+
+def _pre(ci_data, tmp_path, **kw):
+    base = dict(data=ci_data, run_dir=str(tmp_path), epochs=1, batch_size=8, amp=False, progress=False,
+                splits=("train",), validate=False)
+    return T.PretrainConfig(**(base | kw))
+
+
+def _ft(ci_data, tmp_path, **kw):
+    base = dict(data=ci_data, run_dir=str(tmp_path), epochs=1, batch_size=8, amp=False, progress=False)
+    return T.FinetuneConfig(**(base | kw))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# optimiser and schedule (no data)
+# ------------------------------------------------------------------------------------------------------------
+def test_warmup_cosine_values():
+    s = T.WarmupCosine(warmup=4, total=20, min_ratio=0.1)
+    assert [s(i) for i in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert s(4) == 1.0
+    assert s(12) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert s(20) == pytest.approx(0.1) and s(50) == pytest.approx(0.1)
+    after = [s(i) for i in range(4, 21)]
+    assert all(a >= b for a, b in zip(after, after[1:], strict=False))  # non-increasing after warm-up
+
+
+def test_layer_ids():
+    assert T.layer_id("patch_embed_a.proj.weight", 5, 1) == 0
+    assert T.layer_id("pos_embed_v", 5, 1) == 0
+    assert T.layer_id("blocks_a.0.attn.qkv.weight", 5, 1) == 1
+    assert T.layer_id("blocks_v.4.mlp.fc1.bias", 5, 1) == 5
+    assert T.layer_id("blocks_u.0.norm1_a.weight", 5, 1) == 6
+    assert T.layer_id("mlp_head.1.weight", 5, 1) == 7 and T.layer_id("norm_a.bias", 5, 1) == 7
+
+
+def test_param_groups_weight_decay_and_head_lr():
+    ft = create_model("tiny", num_classes=5, **SMALL)
+    groups = T.param_groups(ft, lr=1e-3, weight_decay=0.05, head_lr_mult=10)
+    name = {id(p): n for n, p in ft.named_parameters()}
+    seen = [name[id(p)] for g in groups for p in g["params"]]
+    assert sorted(seen) == sorted(n for n, p in ft.named_parameters() if p.requires_grad)  # each exactly once
+    for g in groups:
+        for p in g["params"]:
+            n = name[id(p)]
+            no_wd = p.ndim == 1 or "pos_embed" in n or "modality" in n
+            assert g["weight_decay"] == (0.0 if no_wd else 0.05), n
+            assert g["lr"] == pytest.approx(1e-2 if n.startswith("mlp_head.") else 1e-3), n
+
+
+def test_param_groups_layer_decay():
+    ft = create_model("tiny", num_classes=5, **SMALL)  # depth 5 + 1
+    groups = T.param_groups(ft, lr=1.0, weight_decay=0.0, layer_decay=0.5, head_lr_mult=10)
+    lr_of = {n: g["lr"] for g in groups for n, p in ft.named_parameters() if any(p is q for q in g["params"])}
+    assert lr_of["patch_embed_a.proj.weight"] == pytest.approx(0.5 ** 7)
+    assert lr_of["blocks_a.0.attn.qkv.weight"] == pytest.approx(0.5 ** 6)
+    assert lr_of["blocks_u.0.mlp.fc1.weight"] == pytest.approx(0.5 ** 1)
+    assert lr_of["norm.weight"] == pytest.approx(1.0) and lr_of["mlp_head.1.weight"] == pytest.approx(10.0)
+
+
+def test_frozen_parameters_are_left_out():
+    ft = create_model("tiny", num_classes=5, **SMALL)
+    for n, p in ft.named_parameters():
+        p.requires_grad_(n.startswith("mlp_head."))
+    groups = T.param_groups(ft, lr=1e-3, weight_decay=0.05)
+    assert sum(len(g["params"]) for g in groups) == 4
+
+
+def test_resolve_amp_and_config_validation():
+    assert T.resolve_amp(False, torch.device("cpu")) is False
+    assert T.resolve_amp(True, torch.device("cpu")) is True
+    with pytest.raises(ValueError, match="missing"):
+        T.FinetuneConfig(mode="missingaudioonly")
+    with pytest.raises(FileNotFoundError, match="datafiles"):
+        T.dataset_root("/nonexistent/place")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the loops on ci data
+# ------------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_pretrain_few_steps_writes_run(ci_data, tmp_path):
+    rows = []
+    r = T.pretrain(_pre(ci_data, tmp_path, max_steps=3, validate=True), on_step=rows.append)
+    assert r.steps == 3 and [row["step"] for row in rows] == [1, 2, 3]
+    for k in ("loss", "loss_mae_a", "loss_mae_v", "loss_c", "c_acc", "lr", "grad_norm"):
+        assert all(math.isfinite(row[k]) for row in rows), k
+    assert rows[0]["lr"] < rows[2]["lr"]  # warming up
+    r0 = rows[0]
+    assert r0["loss"] == pytest.approx(r0["loss_mae_a"] + r0["loss_mae_v"] + 0.01 * r0["loss_c"], rel=1e-4)
+    for f in ("model/config.json", "model/model.safetensors", "history.csv", "history.json",
+              "checkpoints/last.pt", "train_config.json"):
+        assert (tmp_path / f).is_file(), f
+    meta = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert meta["arch"] == "CAVMAE" and meta["extra"]["preprocessing"]["target_length"] == 96
+    assert json.loads((tmp_path / "history.json").read_text())[:3] == r.history[:3]
+
+
+@pytest.mark.slow
+def test_resume_after_kill_gives_the_same_weights(ci_data, tmp_path):
+    """52 train clips / batch 8 = 6 steps per epoch; 8 steps cross an epoch boundary. The killed run dies at
+    step 5 (last checkpoint: step 4, mid-epoch) and is resumed to the end."""
+    cfg = _pre(ci_data, tmp_path, epochs=2, max_steps=8, checkpoint_every=4)
+    straight = T.pretrain(cfg.replace(run_dir=str(tmp_path / "straight")))
+
+    class Killed(Exception):
+        pass
+
+    def kill(row):
+        if row["step"] == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        T.pretrain(cfg.replace(run_dir=str(tmp_path / "killed")), on_step=kill)
+    resumed = T.pretrain(cfg.replace(run_dir=str(tmp_path / "killed")))
+    assert resumed.steps == straight.steps == 8
+    sa, sb = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "time_s"} for r in h]
+    assert strip(resumed.history) == strip(straight.history)
+    # and a run that is not resumed differs (the check can fail)
+    fresh = T.pretrain(cfg.replace(run_dir=str(tmp_path / "other"), seed=1))
+    assert not all(torch.equal(sa[k], fresh.model.state_dict()[k]) for k in sa)
+
+
+@pytest.fixture(scope="module")
+def pretrained_dir(ci_data, tmp_path_factory):
+    d = tmp_path_factory.mktemp("pre")
+    return str(T.pretrain(_pre(ci_data, d, max_steps=2)).model_dir)
+
+
+@pytest.mark.slow
+def test_finetune_from_pretrained_and_weight_averaging(ci_data, tmp_path, pretrained_dir, monkeypatch):
+    per_epoch = math.ceil(52 / 8)
+    models, snaps = [], []
+    build = T._finetune_model
+    monkeypatch.setattr(T, "_finetune_model", lambda *a, **k: models.append(build(*a, **k)) or models[-1])
+
+    def snapshot(row):  # after the last step of each epoch: the weights that get averaged
+        if row["step"] % per_epoch == 0:
+            snaps.append({k: v.detach().clone() for k, v in models[0].state_dict().items()})
+
+    r = T.finetune(_ft(ci_data, tmp_path, pretrained=pretrained_dir, epochs=2, wa_from=0.0), on_step=snapshot)
+    assert r.steps == 2 * per_epoch and r.final["wa_epochs"] == 2 and len(snaps) == 2
+    for k, v in r.model.state_dict().items():
+        avg = (snaps[0][k].double() + snaps[1][k].double()) / 2
+        torch.testing.assert_close(v, avg.to(v.dtype), rtol=1e-6, atol=1e-7)
+    assert not torch.equal(snaps[0]["mlp_head.1.weight"], snaps[1]["mlp_head.1.weight"])
+    meta = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert meta["arch"] == "CAVMAEFT" and meta["extra"]["mode"] == "multimodal"
+    assert len(meta["extra"]["class_names"]) == r.model.num_classes == 13
+    assert "final_val_acc" in r.history[-1] and 0 <= r.final["val_acc"] <= 100
+
+
+@pytest.mark.slow
+def test_linear_probe_audio_only_trains_only_the_head(ci_data, tmp_path, pretrained_dir):
+    from avlib.models import from_pretrained
+
+    before = from_pretrained(pretrained_dir).state_dict()
+    r = T.finetune(_ft(ci_data, tmp_path, pretrained=pretrained_dir, mode="audioonly", linear_probe=True,
+                       max_steps=2, weight_averaging=False))
+    after = r.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k in after)  # the encoder is untouched
+    assert r.history[0]["loss"] > 0
+
+
+@pytest.mark.slow
+def test_finetune_from_scratch_label_fraction(ci_data, tmp_path):
+    r = T.finetune(_ft(ci_data, tmp_path, mode="videoonly", label_fraction=0.25, min_steps=3, val_every=1))
+    meta = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert meta["extra"]["train_clips"] == 13  # 1 of 4 per class
+    assert r.steps == 4  # 13 clips = 2 batches per epoch; min_steps 3 -> 2 epochs
