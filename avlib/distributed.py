@@ -23,7 +23,6 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
 
 __all__ = ["DistInfo", "is_distributed", "rank", "world_size", "is_main", "init_distributed", "cleanup",
@@ -89,35 +88,59 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+class _AllGatherWithGrad(torch.autograd.Function):
+    """Forward: ``all_gather`` + concat. Backward: sum the gradients every rank computed for the gathered
+    tensor (``all_reduce``), then keep the rows this rank contributed."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=0)  # W x [b, ...] -> [W*b, ...]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)  # [W*b, ...]: d(sum of all ranks' losses) / d(gathered)
+        b = grad.shape[0] // dist.get_world_size()
+        return grad[dist.get_rank() * b:(dist.get_rank() + 1) * b]  # [b, ...], this rank's rows
+
+
 def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x [b, ...]`` from every rank in rank order -> ``[W·b, ...]``, differentiably.
 
     The backward pass sums, over ranks, the gradient each rank's loss puts on the gathered tensor and hands
-    each rank the slice of its own rows (``torch.distributed.nn.functional.all_gather``; gloo and NCCL).
+    each rank the slice of its own rows (works on gloo and NCCL; every rank must pass the same ``b``).
     With rank ``r`` computing a per-rank loss ``l_r`` = (mean over its b local queries of a loss against all
     W·b keys) and DDP averaging gradients, the update is the gradient of ``mean_r l_r`` = the single-process
     loss over the global batch. Single process: returns ``x`` unchanged.
     """
     if not is_distributed():
         return x
-    return torch.cat(dist_nn.all_gather(x), dim=0)  # W x [b, ...] -> [W*b, ...]
+    return _AllGatherWithGrad.apply(x)
 
 
 def info_nce_all_gather(a: torch.Tensor, v: torch.Tensor, temperature: float | torch.Tensor = 0.05,
-                        bidirectional: bool = False) -> torch.Tensor:
-    """InfoNCE of this rank's pooled ``a [b, D]`` / ``v [b, D]`` against the all-gathered batch ``[W·b, D]``.
+                        bidirectional: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """InfoNCE of this rank's pooled ``a [b, D]`` / ``v [b, D]`` against the all-gathered batch ``[W·b, D]``,
+    and the matching top-1 accuracy (detached).
 
-    Same conventions as :func:`avlib.losses.info_nce` (cosine logits / temperature; the default single
-    direction normalises each video over the audios; ``bidirectional`` averages both directions), and on one
-    process it equals it. Rank ``r``'s positives sit at columns ``r·b .. r·b + b - 1`` of the gathered batch.
+    Same conventions as :func:`avlib.losses.info_nce` / ``contrastive_accuracy`` (cosine logits /
+    temperature; the default single direction normalises each video over the audios; ``bidirectional``
+    averages both directions); on one process both equal them. Rank ``r``'s positives sit at rows
+    ``r·b .. r·b + b - 1`` of the gathered batch.
     """
     a, v = F.normalize(a, dim=-1), F.normalize(v, dim=-1)
     all_a, all_v = all_gather_with_grad(a), all_gather_with_grad(v)  # [W*b, D]
     target = torch.arange(len(a), device=a.device) + rank() * len(a)  # [b], own rows in the gathered batch
-    loss = F.cross_entropy(v @ all_a.T / temperature, target)  # [b, W*b]: each local video over all audios
+    logits = v @ all_a.T / temperature  # [b, W*b]: each local video against all audios
+    loss = F.cross_entropy(logits, target)
+    acc = (logits.argmax(1) == target).float().mean()
     if bidirectional:
-        loss = (loss + F.cross_entropy(a @ all_v.T / temperature, target)) / 2  # each audio over all videos
-    return loss
+        logits = a @ all_v.T / temperature  # [b, W*b]: each local audio against all videos
+        loss = (loss + F.cross_entropy(logits, target)) / 2
+        acc = (acc + (logits.argmax(1) == target).float().mean()) / 2
+    return loss, acc.detach()
 
 
 def all_reduce_mean(x: torch.Tensor | float) -> torch.Tensor:

@@ -117,7 +117,7 @@ class FinetuneConfig(_Common):
     pretrained: str | None = None  # directory written by pretrain (<run_dir>/model); None: from scratch
     mode: str = "multimodal"  # multimodal | audioonly | videoonly (training and evaluation branch)
     train_split: str = "train"
-    val_split: str = "val"
+    val_split: str | None = "val"  # None: no validation
     epochs: int = _prof("finetune_epochs")
     min_steps: int = 0  # train at least this many steps (more epochs for small label fractions)
     lr: float = 2e-4  # peak lr of the encoder
@@ -309,12 +309,13 @@ class _Loop:
         self.history = state["extra"].get("history", [])
         return state["extra"]
 
-    def wrap(self, model: nn.Module) -> nn.Module:
+    def wrap(self, model: nn.Module, find_unused: bool = False) -> nn.Module:
         if self.cfg.compile:
             model = torch.compile(model)
         if self.info.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                        find_unused_parameters=find_unused)
         return model
 
     def backward_step(self, model: nn.Module, loss: torch.Tensor, opt, sched) -> float:
@@ -390,14 +391,15 @@ def _mask_noise(model: nn.Module, step: int, seed: int, global_batch: int, rank:
     return noise_a[rows], noise_v[rows]
 
 
-def _pretrain_loss(model: nn.Module, out, world_size: int) -> torch.Tensor:
-    """``out.loss`` on one process; with several, the contrastive term uses all-gathered negatives."""
+def _pretrain_loss(model: nn.Module, out, world_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(loss, loss_c, c_acc)``: the model's own on one process; with several, the contrastive term and its
+    accuracy use all-gathered negatives (so they equal the single-process values on the global batch)."""
     if world_size == 1:
-        return out.loss
+        return out.loss, out.loss_c_unweighted, out.c_acc
     m = unwrap(model)
     za, zv = out.latent_c_a.mean(1), out.latent_c_v.mean(1)  # [b, D] pooled visible tokens
-    l_c = dist.info_nce_all_gather(za, zv, m.temperature, m.cfg.bidirectional_contrast)
-    return out.loss_mae + m.cfg.contrast_loss_weight * l_c
+    l_c, acc = dist.info_nce_all_gather(za, zv, m.temperature, m.cfg.bidirectional_contrast)
+    return out.loss_mae + m.cfg.contrast_loss_weight * l_c, l_c, acc
 
 
 @torch.no_grad()
@@ -469,12 +471,12 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
             with autocast(loop.device, loop.amp):
                 out = ddp(audio, video, cfg.mask_ratio_a, cfg.mask_ratio_v, cfg.mask_mode,
                           noise_a=noise_a.to(loop.device), noise_v=noise_v.to(loop.device))
-                loss = _pretrain_loss(model, out, loop.info.world_size)
+                loss, loss_c, c_acc = _pretrain_loss(model, out, loop.info.world_size)
             lr = opt.param_groups[0]["lr"] / opt.param_groups[0]["lr_scale"]
             gnorm = loop.backward_step(ddp, loss, opt, sched)
             row = loop.log({"step": loop.step, "epoch": epoch, "lr": lr, "loss": _f(loss),
                             "loss_mae_a": _f(out.loss_mae_a), "loss_mae_v": _f(out.loss_mae_v),
-                            "loss_c": _f(out.loss_c_unweighted), "c_acc": _f(out.c_acc),
+                            "loss_c": _f(loss_c), "c_acc": _f(c_acc),
                             "grad_norm": gnorm}, reduce_keys=("loss", "loss_mae_a", "loss_mae_v", "loss_c",
                                                               "c_acc"))
             bar.update(1)
@@ -506,6 +508,12 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
 def _preprocessing(dcfg, ds) -> dict:
     """What predict needs to turn a file into model input, stored with every model."""
     stats = getattr(ds, "stats", None)
+    if stats is None:  # a video-only dataset did not load them; keep them for audio-visual use of the model
+        from avlib.audio import AudioStats
+        from avlib.data.datafile import STATS_FILE
+
+        path = ds.root / STATS_FILE
+        stats = AudioStats.load(path) if path.is_file() else None
     return {"sample_rate": dcfg.sample_rate, "num_mel_bins": dcfg.num_mel_bins,
             "target_length": dcfg.target_length, "image_size": dcfg.image_size,
             "audio_stats": stats.to_dict() if stats is not None else None,
@@ -586,11 +594,11 @@ def finetune(cfg: FinetuneConfig | None = None, on_step: Callable[[dict], None] 
     extra = loop.maybe_resume(model, opt, sched)
     wa_sum: dict[str, torch.Tensor] | None = extra.get("wa_sum")
     wa_count: int = extra.get("wa_count", 0)
-    val_file = root / "datafiles" / f"{cfg.val_split}.json"
-    if val_clips is None and val_file.is_file():
+    val_file = root / "datafiles" / f"{cfg.val_split}.json" if cfg.val_split else None
+    if val_clips is None and val_file is not None and val_file.is_file():
         val_clips = load_split(val_file, modalities=mods, progress=False, cache=True)
     val_every = cfg.val_every or max(1, epochs // 10)
-    ddp = loop.wrap(model)
+    ddp = loop.wrap(model, find_unused=True)  # e.g. the _a/_v norm sets of blocks_u in multimodal mode
     stop = min(total, cfg.max_steps) if cfg.max_steps is not None else total
     frac = f" {cfg.label_fraction:.0%}" if cfg.label_fraction else ""
     bar = loop.bar(stop, f"finetune {cfg.mode}{frac}")
@@ -695,7 +703,7 @@ def label_efficiency(cfg: FinetuneConfig | None = None, pretrained: str | Path |
                                        label_fraction=None if frac >= 1 else frac, min_steps=min_steps,
                                        run_dir=str(base_dir / f"{init}_{frac:g}")))
             m = evaluate(run.model, test_clips, cfg.mode, frame_agg=frame_agg and cfg.mode != "audioonly")
-            rows.append({"init": init, "fraction": frac, "train_clips": run.history and _train_clips(run),
+            rows.append({"init": init, "fraction": frac, "labels": f"{frac:.0%}", "train_clips": _train_clips(run),
                          "steps": run.steps, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
     return rows
 
@@ -763,7 +771,7 @@ def run_all(profile: str | None = None, out_dir: str | Path | None = None,
             main_rows.append(row)
 
     t = time.time()
-    done = {(r["init"], 1.0): {"init": r["init"], "fraction": 1.0, "train_clips": _train_clips(
+    done = {(r["init"], 1.0): {"init": r["init"], "fraction": 1.0, "labels": "100%", "train_clips": _train_clips(
         ft_runs[(r["init"], "multimodal")]), "steps": r["steps"], "accuracy": r.get("accuracy_10frames",
                                                                                      r["accuracy"]),
         "macro_f1": r["macro_f1"]} for r in main_rows if r["fine-tune"] == "AV"}
@@ -834,7 +842,9 @@ def results_markdown(results: dict[str, Any]) -> str:
     if results.get("ablation"):
         parts += ["## Modality ablation of the pretrained AV model (10 frames where video is used)\n",
                   format_table(results["ablation"]), ""]
-    parts += ["## Label efficiency (AV, 10 frames)\n", format_table(results["label_efficiency"]), ""]
+    parts += ["## Label efficiency (AV, 10 frames)\n",
+              format_table(results["label_efficiency"], ["init", "labels", "train_clips", "steps", "accuracy",
+                                                         "macro_f1"]), ""]
     if results.get("retrieval"):
         parts += ["## Retrieval with the pretrained model (R@k in %)\n",
                   format_table(results["retrieval"]), ""]

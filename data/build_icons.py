@@ -7,11 +7,12 @@ Development-time only (npm and resvg-py are *not* run-time dependencies). Regene
     pip install --target /tmp/devpkgs resvg-py
     PYTHONPATH=/tmp/devpkgs python data/build_icons.py --npm /tmp/npm/node_modules
 
-Writes ``data/icons/<style>/<class mid>.png`` (128 x 128 RGBA: the icon trimmed to its opaque box, scaled to fit
-and centred, alpha kept) and ``data/icons/styles.json`` (style -> package, version, licence, author, whether the
-style is monochrome, icon names used). ``game-icons`` are single-colour silhouettes: rendered black and tinted by
-the scene compositor at generation time. A name ``other-set:name`` borrows an icon from another set; in a
-monochrome style it is reduced to its silhouette (game-icons has no hand drum, so its conga is Noto's long drum).
+Writes ``data/icons/<style>/<class mid>.png`` (128 x 128 RGBA: the icon trimmed to its opaque box, scaled to
+fit and centred, alpha kept) and ``data/icons/styles.json`` (style -> package, version, licence, author,
+whether the style is monochrome, icon names used). ``game-icons`` are single-colour silhouettes: rendered
+black and tinted by the scene compositor at generation time. A name ``other-set:name`` borrows an icon from
+another set; in a monochrome style it is reduced to its silhouette (game-icons has no hand drum, so its conga
+is Noto's long drum).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ STYLES: dict[str, dict] = {
         "piano": ["grand-piano", "piano-keys"], "guitar": ["guitar"], "violin": ["violin"],
         "harp": ["harp"], "trumpet": ["trumpet"], "trombone": ["trombone"], "saxophone": ["saxophone"],
         "flute": ["flute"], "accordion": ["accordion"], "banjo": ["banjo"], "drum_kit": ["drum-kit"],
-        "conga": ["noto:long-drum"], "maracas": ["maracas"]}},  # no hand drum in game-icons: noto's, silhouetted
+        "conga": ["noto:long-drum"], "maracas": ["maracas"]}},  # game-icons has no hand drum
     "openmoji": {"package": "@iconify-json/openmoji", "monochrome": False, "icons": {
         "piano": ["musical-keyboard"], "guitar": ["guitar"], "violin": ["violin"], "harp": ["harp"],
         "trumpet": ["trumpet"], "trombone": ["trombone"], "saxophone": ["saxophone"], "flute": ["flute"],
@@ -70,8 +71,8 @@ def icon_svg(icon_set: dict, name: str) -> str:
     w = icon.get("width", icon_set.get("width", 16))
     h = icon.get("height", icon_set.get("height", 16))
     left, top = icon.get("left", icon_set.get("left", 0)), icon.get("top", icon_set.get("top", 0))
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="{left} {top} {w} {h}" '
-            f'color="#000000">{icon["body"]}</svg>')
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+            f'viewBox="{left} {top} {w} {h}" color="#000000">{icon["body"]}</svg>')
 
 
 def render(svg: str, resvg_py) -> Image.Image:
@@ -127,7 +128,8 @@ def main() -> None:
             "license": info["license"]["spdx"], "license_url": info["license"].get("url", ""),
             "monochrome": spec["monochrome"], "icons": {m: spec["icons"][m] for m in mids},
         }
-        print(f"{style}: {sum(len(v) for v in spec['icons'].values())} icons from {spec['package']} {version}")
+        n = sum(len(v) for v in spec["icons"].values())
+        print(f"{style}: {n} icons from {spec['package']} {version}")
     (HERE / "icons" / "styles.json").write_text(json.dumps(manifest, indent=1) + "\n")
     sizes = sum(p.stat().st_size for p in (HERE / "icons").rglob("*.png"))
     print(f"total {sizes / 1e3:.0f} kB of PNG")

@@ -57,7 +57,10 @@ def extract(path: Path) -> dict | None:
             "mode": k.mode, "meter": meter, "parts": out}
 
 
-def main(out_path: Path = Path(__file__).resolve().parent / "melodies.json") -> None:
+OUT = Path(__file__).resolve().parent / "melodies.json"
+
+
+def main(out_path: Path = OUT) -> None:
     from music21 import __version__ as m21_version
     from music21 import corpus
 
@@ -79,10 +82,11 @@ def main(out_path: Path = Path(__file__).resolve().parent / "melodies.json") -> 
         seen.add(sig)
         chorales.append(c)
         if i % 50 == 0:
-            print(f"{i}/{len(files)} files, {len(chorales)} chorales, {time.time() - t0:.0f} s", file=sys.stderr)
+            print(f"{i}/{len(files)} files, {len(chorales)} chorales, {time.time() - t0:.0f} s",
+                  file=sys.stderr)
     doc = {
-        "source": (f"J.S. Bach, four-part chorales (public domain), encodings shipped in the music21 {m21_version} "
-                   "corpus (music21/corpus/bach); extracted by data/build_melodies.py"),
+        "source": ("J.S. Bach, four-part chorales (public domain), encodings shipped in the music21 "
+                   f"{m21_version} corpus (music21/corpus/bach); extracted by data/build_melodies.py"),
         "ticks_per_quarter": TPQ,
         "parts": list(PART_KEYS),
         "chorales": chorales,

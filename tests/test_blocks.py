@@ -6,8 +6,9 @@ import torch.nn.functional as F
 
 from avlib.blocks import Block
 
-REFERENCE_KEYS = [f"{n}.{wb}" for n in ("norm1", "norm1_a", "norm1_v", "attn.qkv", "attn.proj", "norm2", "norm2_a",
-                                        "norm2_v", "mlp.fc1", "mlp.fc2") for wb in ("weight", "bias")]
+PARTS = ("norm1", "norm1_a", "norm1_v", "attn.qkv", "attn.proj", "norm2", "norm2_a", "norm2_v", "mlp.fc1",
+         "mlp.fc2")
+REFERENCE_KEYS = [f"{n}.{wb}" for n in PARTS for wb in ("weight", "bias")]
 
 
 def _perturbed_block(**kw):
@@ -23,7 +24,8 @@ def _plain(blk, x, n1, n2):
     """The reference maths written out: softmax(q k^T * d^-0.5) v with exact GELU."""
     B, N, D = x.shape
     h = blk.attn.num_heads
-    qkv = F.linear(n1(x), blk.attn.qkv.weight, blk.attn.qkv.bias).reshape(B, N, 3, h, D // h)  # rows q | k | v
+    qkv = F.linear(n1(x), blk.attn.qkv.weight, blk.attn.qkv.bias)  # [B, N, 3D], rows q | k | v
+    qkv = qkv.reshape(B, N, 3, h, D // h)
     q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, h, N, d]
     attn = ((q @ k.transpose(-2, -1)) * (D // h) ** -0.5).softmax(-1)
     x = x + F.linear((attn @ v).transpose(1, 2).reshape(B, N, D), blk.attn.proj.weight, blk.attn.proj.bias)

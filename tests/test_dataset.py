@@ -14,7 +14,7 @@ from PIL import Image
 import avlib.audio as A
 import avlib.vision as V
 from avlib.data.datafile import Entry, read_datafile, write_datafile, write_label_csv
-from avlib.data.dataset import AVDataset, AVDatasetConfig, select_fraction
+from avlib.data.dataset import AVDataset, AVDatasetConfig, select_fraction, single_thread
 
 SIZE = 32  # model input H = W
 T = 112  # target_length; a 1-s clip has 98 fbank frames
@@ -120,6 +120,22 @@ def test_train_randomness_is_per_seed_epoch_index(datafile):
     assert not torch.equal(other[0]["audio"], first[0]["audio"])
     ev = AVDataset(datafile, cfg=cfg())
     assert not torch.equal(ev[0]["audio"], first[0]["audio"])  # train augments, eval does not
+
+
+def test_items_decode_single_threaded_and_restore_threads(datafile):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with single_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        ds = AVDataset(datafile, cfg=cfg())
+        a = ds[0]
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        assert torch.equal(ds[0]["audio"], a["audio"])
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_label_smoothing(datafile):

@@ -68,7 +68,8 @@ def test_global_rng_is_used_without_generator_or_noise():
 
 @pytest.mark.parametrize("mode,grid,ratio", [("time", (8, 64), 0.75), ("freq", (8, 64), 0.75),
                                              ("tf", (8, 64), 0.75), ("time", (8, 25), 0.6),
-                                             ("freq", (8, 25), 0.5), ("tf", (8, 25), 0.85), ("tf", (8, 6), 0.75)])
+                                             ("freq", (8, 25), 0.5), ("tf", (8, 25), 0.85),
+                                             ("tf", (8, 6), 0.75)])
 def test_structured_masks_cover_whole_lines(mode, grid, ratio):
     rows, cols = grid
     B, L = 3, rows * cols

