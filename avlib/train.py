@@ -703,8 +703,9 @@ def label_efficiency(cfg: FinetuneConfig | None = None, pretrained: str | Path |
                                        label_fraction=None if frac >= 1 else frac, min_steps=min_steps,
                                        run_dir=str(base_dir / f"{init}_{frac:g}")))
             m = evaluate(run.model, test_clips, cfg.mode, frame_agg=frame_agg and cfg.mode != "audioonly")
-            rows.append({"init": init, "fraction": frac, "labels": f"{frac:.0%}", "train_clips": _train_clips(run),
-                         "steps": run.steps, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
+            rows.append({"init": init, "fraction": frac, "labels": f"{frac:.0%}",
+                         "train_clips": _train_clips(run), "steps": run.steps, "accuracy": m["accuracy"],
+                         "macro_f1": m["macro_f1"]})
     return rows
 
 
@@ -771,10 +772,13 @@ def run_all(profile: str | None = None, out_dir: str | Path | None = None,
             main_rows.append(row)
 
     t = time.time()
-    done = {(r["init"], 1.0): {"init": r["init"], "fraction": 1.0, "labels": "100%", "train_clips": _train_clips(
-        ft_runs[(r["init"], "multimodal")]), "steps": r["steps"], "accuracy": r.get("accuracy_10frames",
-                                                                                     r["accuracy"]),
-        "macro_f1": r["macro_f1"]} for r in main_rows if r["fine-tune"] == "AV"}
+    done = {}  # the 100 % rows are the AV fine-tunes above
+    for r in main_rows:
+        if r["fine-tune"] == "AV":
+            done[(r["init"], 1.0)] = {
+                "init": r["init"], "fraction": 1.0, "labels": "100%",
+                "train_clips": _train_clips(ft_runs[(r["init"], "multimodal")]), "steps": r["steps"],
+                "accuracy": r.get("accuracy_10frames", r["accuracy"]), "macro_f1": r["macro_f1"]}
     fr = sorted(set(fractions) | {1.0})
     le_rows = label_efficiency(fcfg.replace(mode="multimodal", run_dir=str(out / "label_efficiency")),
                                pretrained=pre.model_dir, fractions=fr, test_clips=test, done=done)

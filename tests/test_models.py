@@ -110,6 +110,8 @@ def test_determinism_noise_and_mask_modes():
         assert out.mask_a.sum(1).eq(12).all()
     with pytest.raises(ValueError, match="unknown mask_mode"):
         model(audio, video, mask_mode="random")
+    with pytest.raises(ValueError, match="without masked tokens"):
+        model(audio, video, mask_ratio_v=0.0)
 
 
 def test_every_trainable_parameter_gets_a_gradient():
@@ -247,3 +249,13 @@ def test_cuda_forward_matches_cpu():
     gpu = model.cuda()(audio.cuda(), video.cuda(), generator=torch.Generator().manual_seed(0))
     assert torch.equal(cpu.mask_a, gpu.mask_a.cpu())
     assert (cpu.loss - gpu.loss.cpu()).abs() < 1e-4
+
+
+@pytest.mark.slow
+def test_bench_case_smoke():
+    from avlib.bench import _format, run_case
+
+    cases = ("pretrain_fp32", "agg10_naive", "agg10_shared")
+    rows = [run_case("tiny", case, iters=1, batch=1) for case in cases]
+    assert all(len(r["s_per_sample"]) == 1 and r["peak_rss_mb"] > 0 for r in rows)
+    assert "vs naive 10 passes" in _format(rows)

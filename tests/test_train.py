@@ -97,7 +97,6 @@ def test_resolve_amp_and_config_validation():
 # ------------------------------------------------------------------------------------------------------------
 # the loops on ci data
 # ------------------------------------------------------------------------------------------------------------
-@pytest.mark.slow
 def test_pretrain_few_steps_writes_run(ci_data, tmp_path):
     rows = []
     r = T.pretrain(_pre(ci_data, tmp_path, max_steps=3, validate=True), on_step=rows.append)
@@ -171,7 +170,6 @@ def test_finetune_from_pretrained_and_weight_averaging(ci_data, tmp_path, pretra
     assert "final_val_acc" in r.history[-1] and 0 <= r.final["val_acc"] <= 100
 
 
-@pytest.mark.slow
 def test_linear_probe_audio_only_trains_only_the_head(ci_data, tmp_path, pretrained_dir):
     from avlib.models import from_pretrained
 
@@ -183,9 +181,39 @@ def test_linear_probe_audio_only_trains_only_the_head(ci_data, tmp_path, pretrai
     assert r.history[0]["loss"] > 0
 
 
-@pytest.mark.slow
 def test_finetune_from_scratch_label_fraction(ci_data, tmp_path):
     r = T.finetune(_ft(ci_data, tmp_path, mode="videoonly", label_fraction=0.25, min_steps=3, val_every=1))
     meta = json.loads((tmp_path / "model" / "config.json").read_text())
     assert meta["extra"]["train_clips"] == 13  # 1 of 4 per class
     assert r.steps == 4  # 13 clips = 2 batches per epoch; min_steps 3 -> 2 epochs
+
+
+@pytest.mark.slow
+def test_label_efficiency_table(ci_data, tmp_path, pretrained_dir):
+    rows = T.label_efficiency(_ft(ci_data, tmp_path, weight_averaging=False), pretrained=pretrained_dir,
+                              fractions=(0.25, 1.0), frame_agg=False)
+    assert [(r["init"], r["fraction"]) for r in rows] == [("pretrained", 0.25), ("scratch", 0.25),
+                                                          ("pretrained", 1.0), ("scratch", 1.0)]
+    assert [r["train_clips"] for r in rows] == [13, 13, 52, 52]
+    assert rows[0]["steps"] == rows[2]["steps"] + 1  # the same step budget (7), whole epochs of 2 batches
+    assert all(0 <= r["accuracy"] <= 100 for r in rows)
+
+
+@pytest.mark.slow
+def test_main_job_on_ci(tmp_path, ci_data, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setenv("AVLIB_DATA", str(Path(ci_data).parent))  # the dataset the fixture made
+    res = T.run_all("ci", out_dir=tmp_path, fractions=(0.25,), progress=False)
+    assert [(r["init"], r["fine-tune"]) for r in res["main"]] == [
+        (i, m) for i in ("pretrained", "scratch") for m in ("AV", "A", "V")]
+    assert [r["test input"] for r in res["ablation"]] == ["multimodal", "audioonly", "videoonly",
+                                                          "missingaudioonly", "missingvideoonly"]
+    assert {r["direction"] for r in res["retrieval"]} == {"a2v", "v2a"}
+    assert len(res["goals"]) == 3 and res["wall_s"] > 0
+    md = (tmp_path / "results.md").read_text()
+    assert "| init | fine-tune |" in md and "Wall time" in md
+    assert json.loads((tmp_path / "results.json").read_text())["profile"] == "ci"
+    for name in ("pretrain_curves", "inpainting", "similarity", "embeddings", "confusion", "retrieval_strip",
+                 "ablation", "label_efficiency"):
+        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 5000, name

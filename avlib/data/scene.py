@@ -210,12 +210,12 @@ def sample_scene(rng: np.random.Generator, sounder: np.ndarray, distractor: np.n
     sounder = jitter_colour(sounder, rng, tint=tints[0])
     distractor = jitter_colour(distractor, rng, tint=tints[1])
     left = rng.random() < 0.5
-    s_sprite = Sprite(sounder, x=float(rng.uniform(0.35, 0.65)), y=float(rng.uniform(0.4, 0.6)),
-                      scale=float(rng.uniform(0.40, 0.62)), angle=float(rng.normal(0, 12)),
+    s_sprite = Sprite(sounder, x=float(rng.uniform(0.38, 0.62)), y=float(rng.uniform(0.42, 0.58)),
+                      scale=float(rng.uniform(0.46, 0.66)), angle=float(rng.normal(0, 12)),
                       flip=bool(rng.random() < 0.5), motion=sounder_motion,
                       react=float(rng.uniform(0.6, 1.0)))
-    d_sprite = Sprite(distractor, x=float(rng.uniform(0.12, 0.32) if left else rng.uniform(0.68, 0.88)),
-                      y=float(rng.uniform(0.25, 0.75)), scale=float(rng.uniform(0.30, 0.52)),
+    d_sprite = Sprite(distractor, x=float(rng.uniform(0.1, 0.28) if left else rng.uniform(0.72, 0.9)),
+                      y=float(rng.uniform(0.2, 0.8)), scale=float(rng.uniform(0.24, 0.40)),
                       angle=float(rng.normal(0, 15)), flip=bool(rng.random() < 0.5),
                       motion=fake_motion(rng, seconds), react=float(rng.uniform(0.4, 1.0)))
     occluder = None
@@ -231,7 +231,7 @@ def sample_scene(rng: np.random.Generator, sounder: np.ndarray, distractor: np.n
                  flicker=float(rng.uniform(0.0, 0.12)), shake=float(rng.uniform(0.0, 0.02)),
                  seed=int(rng.integers(2 ** 31)),
                  info={"background": bg_kind, "occluded": occluder is not None, "distractor_left": bool(left),
-                       "distractor_front": bool(rng.random() < 0.3)})
+                       "distractor_front": bool(rng.random() < 0.15)})
 
 
 def _background(bg: dict, size: int, margin: int) -> np.ndarray:

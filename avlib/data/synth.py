@@ -210,7 +210,8 @@ def _melodic(inst: Instrument, rng: np.random.Generator, seconds: float, chorale
 
     if texture == "line":
         part = force_line or str(rng.choice(inst.parts))
-        a = win[part]
+        a = win[part] if len(win[part]) else max(win.values(), key=len)  # [n, 3] (onset, duration, pitch)
+        shift = int(round(centre - float(np.median(a[:, 2]))))
         p = _transpose_into(a[:, 2], low, high, centre)
         for (on, du, _), pitch in zip(a, p, strict=True):
             add(on, du, pitch, accent=6.0 if on % 48 == 0 else 0.0)

@@ -1,19 +1,15 @@
-"""CAV-MAE (Gong et al., ICLR 2023): the pretraining model :class:`CAVMAE` and the classifier
-:class:`CAVMAEFT`.
+"""CAV-MAE (Gong et al., ICLR 2023): the pretraining model :class:`CAVMAE` and the classifier `CAVMAEFT`.
 
 Numerically identical to the official implementation (checked against its golden tensors in
 ``tests/test_parity.py``) and key-compatible with its checkpoints through :func:`avlib.convert.from_cavmae`.
 
-Data flow of one pretraining step (shapes for ``base``: La = 512 audio tokens, Lv = 196 video tokens, D =
-768)::
+One pretraining step (``base``: La = 512 audio tokens, Lv = 196 video tokens, D = 768; ' = visible only)::
 
-    audio [B,T,F] -> [B,1,F,T] -> patch_embed_a -> + pos_embed_a + modality_a -> mask -> [B,La',D] -> blocks_a
-    --+ video [B,3,H,W]            -> patch_embed_v -> + pos_embed_v + modality_v -> mask -> [B,Lv',D] ->
-    blocks_v --+
-       +-- joint: concat [B,La'+Lv',D] -> blocks_u (joint norms) -> norm   -> latent   -> decoder -> pred_a,
-       pred_v +-- audio: [B,La',D]             -> blocks_u (_a norms)    -> norm_a -> latent_c_a --+
-       mean-pool, InfoNCE +-- video: [B,Lv',D]             -> blocks_u (_v norms)    -> norm_v -> latent_c_v
-       --+
+    audio [B,T,F] -> [B,1,F,T] -> patch_embed_a + pos_embed_a + modality_a -> mask -> blocks_a -> a [B,La',D]
+    video [B,3,H,W]            -> patch_embed_v + pos_embed_v + modality_v -> mask -> blocks_v -> v [B,Lv',D]
+    joint:  concat[a, v] -> blocks_u (joint norms) -> norm   -> latent -> decoder -> pred_a, pred_v (MAE loss)
+    audio:  a            -> blocks_u (_a norms)    -> norm_a -> latent_c_a --+ mean-pool -> InfoNCE
+    video:  v            -> blocks_u (_v norms)    -> norm_v -> latent_c_v --+
 
 Differences from the reference (none changes a result): no global monkey-patching of timm, no prints,
 LayerNorm sets only where used (``unused_norms=True`` restores the reference layout), configurable mel bins /
@@ -158,8 +154,7 @@ class CAVMAEEncoder(nn.Module):
         S, C = self.cfg.img_size, self.cfg.in_chans
         if video.ndim != 4 or tuple(video.shape[1:]) != (C, S, S):
             raise ValueError(f"video must be frames [B, {C}, {S}, {S}], got {list(video.shape)}. Resize/crop "
-                             "the "
-                             f"frames to {S} px or build the model with img_size=...; a clip of V frames "
+                             f"the frames to {S} px or build the model with img_size=...; a clip of V frames "
                              "[B, V, 3, H, W] goes to CAVMAEFT.forward_multiframe.")
 
     def embed_audio(self, audio: torch.Tensor) -> torch.Tensor:
@@ -334,13 +329,17 @@ class CAVMAE(CAVMAEEncoder):
         (audio first), else from torch's global RNG.
         """
         cfg = self.cfg
+        if cfg.mae_loss_weight != 0 and (num_kept(cfg.num_patches_a, mask_ratio_a) == cfg.num_patches_a
+                                         or num_kept(cfg.num_patches_v, mask_ratio_v) == cfg.num_patches_v):
+            raise ValueError(f"mask ratios ({mask_ratio_a}, {mask_ratio_v}) leave a modality without masked "
+                             "tokens: its MAE loss is undefined. Use forward_feat for un-masked features.")
         enc = self.forward_encoder(audio, video, mask_ratio_a, mask_ratio_v, mask_mode, generator, noise_a,
                                    noise_v)
         zero = enc["latent"].new_zeros(())
         pred_a = pred_v = None
         loss_mae_a = loss_mae_v = loss_mae = zero
         if cfg.mae_loss_weight != 0:
-            len_keep_a = num_kept(cfg.num_patches_a, mask_ratio_a)
+            len_keep_a = enc["ids_keep_a"].shape[1]  # the reference: num_patches_a - mask_a[0].sum()
             pred_a, pred_v = self.forward_decoder(enc["latent"], enc["ids_restore_a"], enc["ids_restore_v"],
                                                   len_keep_a)
             target_a, target_v = self.targets(audio, video)
@@ -360,17 +359,14 @@ class CAVMAE(CAVMAEEncoder):
 
 class CAVMAEFT(CAVMAEEncoder):
     """CAV-MAE classifier: the encoder (no masking, no decoder) + ``mlp_head`` (LayerNorm + Linear) on
-    mean-pooled tokens. Modes (:data:`FT_MODES`):
+    mean-pooled tokens. Modes (:data:`FT_MODES`) and the pooled feature each uses:
 
-    ==================  =======================================================================  ===========
-    mode                pooled feature                                                           needs
-    ==================  =======================================================================  ===========
-    multimodal          mean of concat[audio, video] after the shared block (joint norms) + norm  audio, video
-    audioonly           mean of audio after the shared block (_a norms) + norm_a                 audio
-    videoonly           mean of video after the shared block (_v norms) + norm_v                 video
-    missingaudioonly    (joint-norm path + _a path) / 2 on audio alone (an AV model, audio only)  audio
-    missingvideoonly    (joint-norm path + _v path) / 2 on video alone                            video
-    ==================  =======================================================================  ===========
+    * ``multimodal`` (audio + video): concat[audio, video] -> shared block (joint norms) -> ``norm`` -> mean;
+    * ``audioonly`` (audio): audio -> shared block (``_a`` norms) -> ``norm_a`` -> mean;
+    * ``videoonly`` (video): video -> shared block (``_v`` norms) -> ``norm_v`` -> mean;
+    * ``missingaudioonly`` (audio; an AV-fine-tuned model tested without video): the mean of the joint-norm
+      path (+ ``norm``) and the ``_a`` path, averaged;
+    * ``missingvideoonly`` (video): the same for video.
     """
 
     def __init__(self, cfg: CAVMAEConfig | None = None, num_classes: int = 527) -> None:
