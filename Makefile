@@ -71,7 +71,7 @@ solutions: setup  ## re-execute solutions/ in the course profile (refreshes comm
 	$(PY) .ci/notebooks.py generate
 
 lint: setup  ## ruff
-	$(BIN)/ruff check avlib tests .ci data
+	$(BIN)/ruff check avlib tests .ci data conftest.py
 
 check: setup  ## print versions and [OK]/[FAIL] per package (paste into bug reports)
 	$(PY) -m avlib check

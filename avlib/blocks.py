@@ -32,7 +32,7 @@ class Block(nn.Module):
     LayerNorms."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 ln_eps: float = 1e-5, modality_norms: bool = True) -> None:
+                 ln_eps: float = 1e-5, modality_norms: bool = True, fused_attn: bool = True) -> None:
         super().__init__()
         self.modality_norms = modality_norms
         # registration order = the reference's state-dict order
@@ -41,6 +41,7 @@ class Block(nn.Module):
             self.norm1_a = nn.LayerNorm(dim, eps=ln_eps)
             self.norm1_v = nn.LayerNorm(dim, eps=ln_eps)
         self.attn = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias)
+        self.attn.fused_attn = fused_attn  # timm's public switch
         self.norm2 = nn.LayerNorm(dim, eps=ln_eps)
         if modality_norms:
             self.norm2_a = nn.LayerNorm(dim, eps=ln_eps)
@@ -58,7 +59,24 @@ class Block(nn.Module):
                              "call it with modality=None.")
         return (self.norm1_a, self.norm2_a) if modality == "a" else (self.norm1_v, self.norm2_v)
 
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Multi-head self-attention ``[B, N, D] -> [B, N, D]`` with the weights of timm's ``Attention``.
+
+        timm's fused path (``F.scaled_dot_product_attention``) in full precision; the explicit maths
+        ``softmax((q k^T) * d^-0.5) v`` (the reference's order) if ``fused_attn`` is off or under CPU autocast,
+        where it is faster than the fused CPU kernel (measured: 15 % of a bf16 ``base`` pretraining step).
+        """
+        a = self.attn
+        if a.fused_attn and not (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")):
+            return a(x)
+        B, N, D = x.shape
+        qkv = a.qkv(x).reshape(B, N, 3, a.num_heads, a.head_dim)  # [B, N, 3, h, d], rows q | k | v
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, h, N, d]
+        attn = (q @ k.transpose(-2, -1)) * a.scale  # [B, h, N, N]
+        x = attn.softmax(dim=-1) @ v  # [B, h, N, d]
+        return a.proj(x.transpose(1, 2).reshape(B, N, D))  # [B, N, h*d] -> [B, N, D]
+
     def forward(self, x: torch.Tensor, modality: str | None = None) -> torch.Tensor:
         n1, n2 = self.norms(modality)
-        x = x + self.attn(n1(x))  # [B, N, D]
+        x = x + self.attention(n1(x))  # [B, N, D]
         return x + self.mlp(n2(x))  # [B, N, D]

@@ -391,14 +391,15 @@ def _mask_noise(model: nn.Module, step: int, seed: int, global_batch: int, rank:
     return noise_a[rows], noise_v[rows]
 
 
-def _pretrain_loss(model: nn.Module, out, world_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(loss, loss_c, c_acc)``: the model's own on one process; with several, the contrastive term and its
-    accuracy use all-gathered negatives (so they equal the single-process values on the global batch)."""
-    if world_size == 1:
-        return out.loss, out.loss_c_unweighted, out.c_acc
+def _pretrain_loss(model: nn.Module, out) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(loss, loss_c, c_acc)`` with the contrastive term recomputed in float32 outside autocast (in bf16 the
+    cosine logits / 0.05 are quantised to steps of 0.125, which hides the small differences between clips
+    early in training) and, on several processes, against all-gathered negatives (so it equals the
+    single-process value on the global batch). The MAE terms are the model's."""
     m = unwrap(model)
-    za, zv = out.latent_c_a.mean(1), out.latent_c_v.mean(1)  # [b, D] pooled visible tokens
-    l_c, acc = dist.info_nce_all_gather(za, zv, m.temperature, m.cfg.bidirectional_contrast)
+    with torch.autocast(out.latent_c_a.device.type, enabled=False):
+        za, zv = out.latent_c_a.float().mean(1), out.latent_c_v.float().mean(1)  # [b, D] pooled
+        l_c, acc = dist.info_nce_all_gather(za, zv, m.temperature, m.cfg.bidirectional_contrast)
     return out.loss_mae + m.cfg.contrast_loss_weight * l_c, l_c, acc
 
 
@@ -471,7 +472,7 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
             with autocast(loop.device, loop.amp):
                 out = ddp(audio, video, cfg.mask_ratio_a, cfg.mask_ratio_v, cfg.mask_mode,
                           noise_a=noise_a.to(loop.device), noise_v=noise_v.to(loop.device))
-                loss, loss_c, c_acc = _pretrain_loss(model, out, loop.info.world_size)
+                loss, loss_c, c_acc = _pretrain_loss(model, out)
             lr = opt.param_groups[0]["lr"] / opt.param_groups[0]["lr_scale"]
             gnorm = loop.backward_step(ddp, loss, opt, sched)
             row = loop.log({"step": loop.step, "epoch": epoch, "lr": lr, "loss": _f(loss),

@@ -2,12 +2,12 @@
 
 Each check prints one line: ``✅ ...`` when the learner's code agrees with the reference, a targeted hint
 ``❌ ...`` when it does not, and ``⏭ ...`` when the exercise was skipped (the learner's function still raises
-``NotImplementedError``), in which case the notebook carries on with avlib's version. Checks return ``True`` only
-on success, so tests can assert on them.
+``NotImplementedError``), in which case the notebook carries on with avlib's version. Checks return ``True``
+only on success, so tests can assert on them.
 
-Generic helpers (:func:`compare`, :func:`same`) live here; exercise-specific checks with targeted hints live in one
-submodule per topic (``avlib/checks/masking.py`` ...), reachable as ``checks.masking.random_masking(fn)`` without
-an explicit import.
+Generic helpers (:func:`compare`, :func:`same`) live here; exercise-specific checks with targeted hints live in
+one submodule per topic (``avlib/checks/masking.py`` ...), reachable as ``checks.masking.random_masking(fn)``
+without an explicit import.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _describe(x: Any) -> str:
 
 def compare(name: str, got: Any, expected: Any, *, atol: float = 1e-5, hint: str = "",
             against: str = "avlib") -> bool:
-    """Compare two values (tensors, numbers, tuples of them); print a verdict line and return whether they match.
+    """Compare two values (tensors, numbers, tuples of them); print a verdict and return whether they match.
 
     ``against`` names the reference in the success message (``"✅ patchify matches avlib"``).
     """

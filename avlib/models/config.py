@@ -57,6 +57,7 @@ class CAVMAEConfig:
     tr_pos: bool = False  # trainable positional tables (the reference: False to pretrain, True to fine-tune)
     ln_eps: float = 1e-5  # every LayerNorm (the reference uses nn.LayerNorm's default)
     unused_norms: bool = False  # keep the reference's never-used _a/_v LayerNorms in blocks_a/_v and decoder
+    fused_attn: bool = True  # F.scaled_dot_product_attention (else the reference's explicit attention maths)
     # --- losses ---------------------------------------------------------------------------------------------
     contrast_temperature: float = 0.05  # InfoNCE temperature (initial value if learnable)
     learnable_temperature: bool = False
