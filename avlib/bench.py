@@ -47,13 +47,17 @@ def _sync(device: torch.device) -> None:
 
 
 def run_case(model_name: str, case: str, iters: int = 3, batch: int = 2, device: str = "cpu",
-             warmup: int = 1) -> dict:
-    """Run one benchmark case in this process; return ``{'s_per_sample': [...], 'peak_rss_mb': ...}``."""
+             warmup: int = 1, clock: str = "wall") -> dict:
+    """Run one benchmark case in this process; return ``{'s_per_sample': [...], 'peak_rss_mb': ...}``.
+
+    ``clock="cpu"`` measures process CPU time instead of wall time: with one thread it is robust to other
+    processes competing for the cores (wall time is not)."""
     from avlib.models import create_model
 
     if case not in CASES:
         raise ValueError(f"unknown case {case!r}; choose one of {CASES}.")
     dev = torch.device(device)
+    now = time.perf_counter if clock == "wall" else time.process_time
     torch.manual_seed(0)
     finetune = not case.startswith("pretrain")
     model = create_model(model_name, num_classes=NUM_CLASSES if finetune else None).to(dev)
@@ -71,7 +75,7 @@ def run_case(model_name: str, case: str, iters: int = 3, batch: int = 2, device:
         target = torch.zeros(B, NUM_CLASSES, device=dev)
         for i in range(warmup + iters):
             _sync(dev)
-            t0 = time.perf_counter()
+            t0 = now()
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 if finetune:
                     logits = model(audio, video).float()
@@ -80,18 +84,18 @@ def run_case(model_name: str, case: str, iters: int = 3, batch: int = 2, device:
                     loss = model(audio, video, mask_ratio_a=0.75, mask_ratio_v=0.75).loss
             loss.backward()
             _sync(dev)
-            t1 = time.perf_counter()
+            t1 = now()
             opt.step()
             opt.zero_grad(set_to_none=True)
             _sync(dev)
             if i >= warmup:
                 times.append((t1 - t0) / B)
-                opt_times.append(time.perf_counter() - t1)
+                opt_times.append(now() - t1)
     else:
         model.eval()
         for i in range(warmup + iters):
             _sync(dev)
-            t0 = time.perf_counter()
+            t0 = now()
             with torch.no_grad():
                 if case == "infer_av":
                     model(audio, video, "multimodal")
@@ -101,15 +105,15 @@ def run_case(model_name: str, case: str, iters: int = 3, batch: int = 2, device:
                     model.forward_multiframe(audio, frames, reduce="softmax")
             _sync(dev)
             if i >= warmup:
-                times.append((time.perf_counter() - t0) / B)
+                times.append((now() - t0) / B)
     return {"model": model_name, "case": case, "s_per_sample": times, "opt_step_s": opt_times,
             "peak_rss_mb": _peak_rss_mb(), "threads": torch.get_num_threads(), "device": str(dev)}
 
 
-def _child(model_name: str, case: str, iters: int, batch: int, device: str, threads: int) -> dict:
+def _child(model_name: str, case: str, iters: int, batch: int, device: str, threads: int, clock: str) -> dict:
     """Run one case in a fresh process (its own peak RSS)."""
     cmd = [sys.executable, "-m", "avlib.bench", "--child", model_name, case, "--iters", str(iters),
-           "--batch", str(batch), "--device", device, "--threads", str(threads)]
+           "--batch", str(batch), "--device", device, "--threads", str(threads), "--clock", clock]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark case {model_name}/{case} failed:\n{proc.stderr[-3000:]}")
@@ -155,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: avlib.env.default_threads)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall time (default) or process CPU time (use with --threads 1 on a busy machine)")
     p.add_argument("--json", default=None, help="also write the raw results to this file")
     p.add_argument("--child", nargs=2, metavar=("MODEL", "CASE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -162,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads)
     if args.child:
         res = run_case(args.child[0], args.child[1], iters=args.iters or 3, batch=args.batch,
-                       device=args.device)
+                       device=args.device, clock=args.clock)
         print(json.dumps(res))
         return 0
     bf16_ok = args.device != "cpu" or cpu_supports_bf16()
-    print(f"avlib bench: torch {torch.__version__}, device {args.device}, {threads} threads, "
+    print(f"avlib bench: torch {torch.__version__}, device {args.device}, {threads} threads, {args.clock} clock, "
           f"batch {args.batch}, bf16 {'yes' if bf16_ok else 'no (this CPU lacks avx512_bf16/amx)'}",
           flush=True)
     rows = []
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"model": name, "case": case, "skipped": "bf16 not supported here"})
                 continue
             batch = 1 if case.startswith("agg10") else args.batch  # per clip of 10 frames
-            rows.append(_child(name, case, iters, batch, args.device, threads))
+            rows.append(_child(name, case, iters, batch, args.device, threads, args.clock))
             print(f"  {name}/{case}: {statistics.mean(rows[-1]['s_per_sample']):.4f} s/sample", flush=True)
     print()
     print(_format(rows))

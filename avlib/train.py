@@ -51,7 +51,8 @@ from avlib.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from avlib.evaluate import ClipTensors, autocast, evaluate, load_split
 
 __all__ = ["PretrainConfig", "FinetuneConfig", "TrainResult", "WarmupCosine", "param_groups", "layer_id",
-           "resolve_amp", "dataset_root", "pretrain", "finetune", "label_efficiency", "run_all", "main"]
+           "resolve_amp", "dataset_root", "pretrain", "pretrain_losses", "finetune", "label_efficiency", "run_all",
+           "results_markdown", "main"]
 
 
 def _prof(name: str, transform: Callable[[Any], Any] = lambda x: x):

@@ -50,6 +50,17 @@ def test_modality_selects_the_norm_set_and_matches_the_plain_maths():
     assert (outs[None] - outs["a"]).abs().max() > 1e-3 and (outs["a"] - outs["v"]).abs().max() > 1e-3
 
 
+def test_explicit_attention_equals_fused_and_runs_under_autocast():
+    fused = _perturbed_block()
+    explicit = _perturbed_block(fused_attn=False)
+    assert not explicit.attn.fused_attn
+    x = torch.randn(2, 9, 16)
+    assert (fused(x, "v") - explicit(x, "v")).abs().max() < 1e-5
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = fused(x)  # the explicit path (faster than the fused CPU kernel in bf16)
+    assert y.dtype == torch.float32 and (y - fused(x)).abs().max() < 0.1
+
+
 def test_layernorm_eps_and_errors():
     blk = Block(16, 4)
     assert blk.norm1.eps == 1e-5 and blk.norm2_v.eps == 1e-5

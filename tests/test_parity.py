@@ -159,3 +159,10 @@ def test_module_prefix_and_unused_norms_give_the_same_model(io):
         ref = a(io["audio"], io["video"])
         assert torch.equal(ref, b(io["audio"], io["video"]))
     assert (ref - io["ft_logits_multimodal"]).abs().max() <= TOL
+
+
+def test_explicit_attention_path(io):
+    model = load_cavmae(PARITY / "finetune_state_dict.pt", num_heads=4, fused_attn=False)
+    with torch.no_grad():
+        got = {f"ft_logits_{m}": model(io["audio"], io["video"], m) for m in FT_MODES}
+    _check(got, io)

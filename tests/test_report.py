@@ -39,6 +39,7 @@ def test_features(tiny):
     assert np.allclose(v[:, :64].sum(1), 1.0) and np.allclose(v[:, 64:112].sum(1), 3.0)
 
 
+@pytest.mark.slow  # importing scikit-learn alone takes seconds
 def test_baselines_and_table(tiny):
     res = R.baselines(tiny)
     assert set(res) == {"audio", "video", "audio+video", "chance"}

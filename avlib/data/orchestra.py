@@ -27,8 +27,8 @@ Layout under ``generate()``'s directory (CAV-MAE's, read by :mod:`avlib.data.dat
 
 Generation is deterministic (every clip has its own seed from (seed, split, index), so the worker count does
 not matter), atomic (temp file + ``os.replace``; a clip counts as done once its ``meta/<id>.json`` exists,
-written last) and resumable; it is redone only when the config hash (profile data fields, seed, generator
-version, assets) changes.
+written last) and resumable; it is redone only when the config hash (profile data fields, seed, the generator's
+source code, assets) changes.
 """
 
 from __future__ import annotations
@@ -108,13 +108,14 @@ class OrchestraConfig:
         return asdict(self)
 
     def digest(self) -> str:
-        """SHA-256 over this config, the generator version and the bytes of every asset used."""
+        """SHA-256 over this config, the generator's source code and every asset it reads."""
         h = hashlib.sha256()
         doc = {"config": self.to_dict(), "version": GENERATOR_VERSION}
         h.update(json.dumps(doc, sort_keys=True).encode())
-        for path in asset_files():
+        code = [Path(__file__), Path(synth.__file__), Path(S.__file__)]
+        for path in code + asset_files():
             h.update(path.name.encode())
-            h.update(path.read_bytes())
+            h.update(path.read_bytes().replace(b"\r\n", b"\n"))  # the same hash on a CRLF checkout
         for name in sorted({f for d in self.domains.values() for f in d["soundfonts"]}):
             p = synth.soundfont_path(name)
             h.update(f"{name}:{p.stat().st_size}".encode())  # a changed wheel changes the sound

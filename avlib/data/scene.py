@@ -7,7 +7,7 @@ A :class:`Scene` is sampled once per clip (:func:`sample_scene`) and then drawn 
   note its height (a moving piano roll), note onsets make it jump and flash - so a frame can be matched to
   *this* sound, not only to the class.
 * A silent **distractor** instrument of another class moves with a fake motion of the same statistics; in a
-  single frame the two are told apart only by the sounder being a little larger and more central on average.
+  single frame the two are told apart only by the sounder being larger, more central and usually in front.
 * Backgrounds (gradients, spotlights, wallpaper, bokeh, textures, rooms), placement, scale, rotation, colour
   jitter, partial occlusion, lighting flicker, camera shake, blur and pixel noise vary per clip.
 

@@ -224,7 +224,8 @@ class CAVMAE(CAVMAEEncoder):
         self.decoder_embed = nn.Linear(cfg.embed_dim, Dd)
         self.decoder_blocks = nn.ModuleList([
             Block(Dd, cfg.decoder_num_heads, cfg.mlp_ratio, qkv_bias=True, ln_eps=cfg.ln_eps,
-                  modality_norms=cfg.unused_norms, fused_attn=cfg.fused_attn) for _ in range(cfg.decoder_depth)])
+                  modality_norms=cfg.unused_norms, fused_attn=cfg.fused_attn)
+            for _ in range(cfg.decoder_depth)])
         self.decoder_norm = nn.LayerNorm(Dd, eps=cfg.ln_eps)
         self.decoder_pred_a = nn.Linear(Dd, p * p)
         self.decoder_pred_v = nn.Linear(Dd, p * p * cfg.in_chans)

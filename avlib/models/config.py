@@ -13,9 +13,11 @@ base    768    12     11 + 1         512 x 8 x 16         1024 x 128, 224 px    
 
 ``tiny`` keeps CAV-MAE's structure (modality-specific stacks, one shared block with three LayerNorm sets,
 joint decoder) at ViT-Tiny width with 5 instead of 11 modality-specific layers: the course's data (a few
-hundred synthetic clips) does not need more depth, and it halves the CPU cost of every step (see ``python -m
-avlib bench``). ``base`` is the reference exactly: 191,036,160 parameters with ``unused_norms=True`` (the
-reference's layout).
+hundred synthetic clips) does not need more depth, and on the course's inputs (200 audio + 36 video tokens) it
+makes a pretraining step about 1.5x and a fine-tuning step about 2.5x cheaper than 11 + 1 layers (measured on
+one CPU thread: 62 vs 92 and 98 vs 248 ms/sample at batch 32, fp32).
+``base`` is the reference exactly: 191,036,160 parameters with ``unused_norms=True`` (the reference's layout;
+by default avlib leaves out the 167,936 never-used LayerNorm values, see :mod:`avlib.blocks`).
 """
 
 from __future__ import annotations
