@@ -48,12 +48,26 @@ def same(name: str, mine: Callable[..., Any], reference: Callable[..., Any], *ar
 
     If ``mine`` raises ``NotImplementedError`` the exercise counts as skipped (prints ``⏭``, returns False).
     """
-    try:
-        got = mine(*args, **kwargs)
-    except NotImplementedError:
-        print(f"{SKIP} {name}: not implemented yet - the notebook continues with the reference version.")
+    ran, got = run(name, mine, *args, **kwargs)
+    if not ran:
         return False
     return compare(name, got, reference(*args, **kwargs), atol=atol, hint=hint, against=against)
+
+
+def run(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[bool, Any]:
+    """Call a learner's ``fn``; return ``(True, result)``, or print ``⏭``/``❌`` and return ``(False, None)``.
+
+    ``NotImplementedError`` means the exercise was skipped; any other exception becomes a ``❌`` verdict naming
+    the exception, so a check never crashes the notebook.
+    """
+    try:
+        return True, fn(*args, **kwargs)
+    except NotImplementedError:
+        print(f"{SKIP} {name}: not implemented yet - the notebook continues with the reference version.")
+    except Exception as e:  # noqa: BLE001 - any learner error becomes a verdict
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(f"{FAIL} {name} raised {type(e).__name__}: {first}")
+    return False, None
 
 
 def _mismatch(got: Any, expected: Any, atol: float) -> str | None:

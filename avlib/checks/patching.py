@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avlib import patching
-from avlib.checks import FAIL, OK, SKIP
+from avlib.checks import FAIL, OK, run
 
 __all__ = ["patchify", "unpatchify", "conv_as_linear"]
 
@@ -22,17 +22,6 @@ __all__ = ["patchify", "unpatchify", "conv_as_linear"]
 def _example(B: int = 2, C: int = 3, H: int = 8, W: int = 12) -> torch.Tensor:
     """``[B, C, H, W]`` with all-distinct values (each value tells where it came from)."""
     return torch.arange(B * C * H * W, dtype=torch.float32).reshape(B, C, H, W)
-
-
-def _call(name: str, fn: Callable, *args) -> tuple[bool, object]:
-    """Run ``fn``; print ⏭ / ❌ for a skipped or crashing exercise. Returns (ran, result)."""
-    try:
-        return True, fn(*args)
-    except NotImplementedError:
-        print(f"{SKIP} {name}: not implemented yet - the notebook continues with avlib's version.")
-    except Exception as e:  # noqa: BLE001 - any learner error becomes a verdict
-        print(f"{FAIL} {name} raised {type(e).__name__}: {e}")
-    return False, None
 
 
 def _patch_variants(x: torch.Tensor, p: int) -> dict[str, torch.Tensor]:
@@ -85,7 +74,7 @@ def patchify(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> bool:
     """Check ``fn(x [B, C, H, W], p) -> [B, L, p*p*C]`` against :func:`avlib.patching.patchify`."""
     cases = [(_example(2, 3, 8, 12), 4), (_example(1, 1, 16, 8), 4), (_example(2, 3, 32, 32), 16)]
     for x, p in cases:
-        ran, got = _call("patchify", fn, x.clone(), p)
+        ran, got = run("patchify", fn, x.clone(), p)
         if not ran:
             return False
         if not isinstance(got, torch.Tensor):
@@ -104,7 +93,7 @@ def unpatchify(fn: Callable[..., torch.Tensor]) -> bool:
     for x, p in cases:
         grid, C = (x.shape[2] // p, x.shape[3] // p), x.shape[1]
         patches = patching.patchify(x, p)
-        ran, got = _call("unpatchify", fn, patches.clone(), grid, p, C)
+        ran, got = run("unpatchify", fn, patches.clone(), grid, p, C)
         if not ran:
             return False
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(x.shape):
@@ -138,7 +127,7 @@ def conv_as_linear(fn: Callable[[nn.Conv2d], tuple[torch.Tensor, torch.Tensor]])
     equals the patch convolution ``conv(x)`` flattened to ``[B, L, D]``."""
     C, D, p = 3, 8, 4
     conv = _example_conv(C, D, p)
-    ran, got = _call("conv_as_linear", fn, conv)
+    ran, got = run("conv_as_linear", fn, conv)
     if not ran:
         return False
     if not isinstance(got, (tuple, list)) or len(got) != 2:
