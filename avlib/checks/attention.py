@@ -15,21 +15,11 @@ import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import Attention
 
-from avlib.checks import FAIL, OK, SKIP
+from avlib.checks import FAIL, OK, run
 
 __all__ = ["attention", "multi_head_attention", "example_qkv", "example_attention"]
 
 _TOL = 1e-5
-
-
-def _run(name: str, fn: Callable, *args) -> tuple[bool, object]:
-    try:
-        return True, fn(*args)
-    except NotImplementedError:
-        print(f"{SKIP} {name}: not implemented yet - the notebook continues with the reference version.")
-    except Exception as e:  # noqa: BLE001 - any learner error becomes a verdict
-        print(f"{FAIL} {name} raised {type(e).__name__}: {e}")
-    return False, None
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -69,7 +59,7 @@ def attention(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> bool:
     ``F.scaled_dot_product_attention`` and ``softmax(q kᵀ / sqrt(d))``."""
     name = "attention"
     q, k, v = example_qkv()
-    ran, got = _run(name, fn, q.clone(), k.clone(), v.clone())
+    ran, got = run(name, fn, q.clone(), k.clone(), v.clone())
     if not ran:
         return False
     if isinstance(got, torch.Tensor) or not isinstance(got, (tuple, list)) or len(got) != 2:
@@ -151,7 +141,7 @@ def multi_head_attention(fn: Callable[[torch.Tensor, Attention], torch.Tensor]) 
     x = torch.randn(2, 6, 24, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = attn(x)  # [B, N, D]
-        ran, got = _run(name, fn, x.clone(), attn)
+        ran, got = run(name, fn, x.clone(), attn)
     if not ran:
         return False
     if isinstance(got, (tuple, list)) and got and isinstance(got[0], torch.Tensor):

@@ -17,7 +17,7 @@ import torch
 from torchaudio.compliance.kaldi import get_mel_banks
 
 from avlib import audio
-from avlib.checks import FAIL, OK, SKIP
+from avlib.checks import FAIL, OK, run
 from avlib.data.dataset import single_thread
 
 __all__ = ["mel_filterbank", "pad_or_crop", "kaldi_mel_banks"]
@@ -31,21 +31,6 @@ def kaldi_mel_banks(num_mel_bins: int = 128, n_fft: int = 512, sample_rate: int 
     """torchaudio's Kaldi filterbank + the Nyquist column ``kaldi.fbank`` adds -> ``[F, n_fft // 2 + 1]``."""
     banks, _ = get_mel_banks(num_mel_bins, n_fft, float(sample_rate), low_freq, high_freq, 100.0, -500.0, 1.0)
     return torch.nn.functional.pad(banks, (0, 1))  # [F, n_fft/2] -> [F, n_fft/2 + 1]
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [""])[0]
-
-
-def _call(name: str, fn: Callable, *args, **kwargs) -> tuple[bool, object]:
-    """Run ``fn``; print ⏭ / ❌ for a skipped or crashing exercise. Returns (ran, result)."""
-    try:
-        return True, fn(*args, **kwargs)
-    except NotImplementedError:
-        print(f"{SKIP} {name}: not implemented yet - the notebook continues with the reference version.")
-    except Exception as e:  # noqa: BLE001 - any learner error becomes a verdict
-        print(f"{FAIL} {name} raised {type(e).__name__}: {_first_line(e)}")
-    return False, None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -132,7 +117,7 @@ def _check_mel_filterbank(fn: Callable[..., torch.Tensor], atol: float) -> bool:
     name = "mel_filterbank"
     for setting in _SETTINGS:
         F, n_fft, sr, low, high = setting
-        ran, got = _call(name, fn, F, n_fft, sr, low_freq=low, high_freq=high)
+        ran, got = run(name, fn, F, n_fft, sr, low_freq=low, high_freq=high)
         if not ran:
             return False
         if not isinstance(got, torch.Tensor):
@@ -158,7 +143,7 @@ def pad_or_crop(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> bool:
     g = torch.Generator().manual_seed(0)
     for T, target in ((10, 16), (23, 16), (16, 16), (5, 48)):
         fb = torch.randn(T, 8, generator=g) - 3.0  # [T, F]; all values negative, so a 0 pad stands out
-        ran, got = _call(name, fn, fb.clone(), target)
+        ran, got = run(name, fn, fb.clone(), target)
         if not ran:
             return False
         exp = audio.pad_or_crop(fb, target)

@@ -15,26 +15,11 @@ from pathlib import Path
 
 import torch
 
-from avlib.checks import FAIL, OK, SKIP
+from avlib.checks import FAIL, OK, run
 from avlib.data.datafile import Entry, LabelSet
 from avlib.data.datafile import read_datafile as _avlib_read_datafile
 
 __all__ = ["read_datafile", "count_per_class"]
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [""])[0]
-
-
-def _call(name: str, fn: Callable, *args) -> tuple[bool, object]:
-    """Run ``fn``; print ⏭ / ❌ for a skipped or crashing exercise. Returns (ran, result)."""
-    try:
-        return True, fn(*args)
-    except NotImplementedError:
-        print(f"{SKIP} {name}: not implemented yet - the notebook continues with avlib's version.")
-    except Exception as e:  # noqa: BLE001 - any learner error becomes a verdict
-        print(f"{FAIL} {name} raised {type(e).__name__}: {_first_line(e)}")
-    return False, None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -93,7 +78,7 @@ def read_datafile(fn: Callable[[Path], Sequence]) -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         root, path, raw = _example_dataset(Path(tmp).resolve())
         expected = _avlib_read_datafile(path)
-        ran, got = _call(name, fn, path)
+        ran, got = run(name, fn, path)
         if not ran:
             return False
         if not isinstance(got, (list, tuple)):
@@ -178,7 +163,7 @@ def count_per_class(fn: Callable[[Sequence[Entry], Sequence[str]], object]) -> b
     name = "count_per_class"
     entries, mids = _count_example(), _MIDS
     expected = _reference_counts(entries, mids)
-    ran, got = _call(name, fn, entries, list(mids))
+    ran, got = run(name, fn, entries, list(mids))
     if not ran:
         return False
     if isinstance(got, torch.Tensor):

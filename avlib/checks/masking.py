@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from avlib import masking
-from avlib.checks import FAIL, OK, SKIP
+from avlib.checks import FAIL, OK, run
 
 __all__ = ["random_masking", "time_masking"]
 
@@ -26,13 +26,8 @@ def _tokens(B: int, L: int, D: int = 4, seed: int = 123) -> torch.Tensor:
 
 def _run(name: str, fn: Callable, *args, **kwargs) -> tuple[bool, tuple | None]:
     """Call ``fn``; print ⏭ / ❌ for a skipped, crashing or ill-typed result. Returns (ok, first 3 items)."""
-    try:
-        out = fn(*args, **kwargs)
-    except NotImplementedError:
-        print(f"{SKIP} {name}: not implemented yet - the notebook continues with avlib's version.")
-        return False, None
-    except Exception as e:  # noqa: BLE001 - any learner error becomes a verdict
-        print(f"{FAIL} {name} raised {type(e).__name__}: {e}")
+    ran, out = run(name, fn, *args, **kwargs)
+    if not ran:
         return False, None
     if not isinstance(out, (tuple, list)) or len(out) < 3 or \
             not all(isinstance(t, torch.Tensor) for t in out[:3]):

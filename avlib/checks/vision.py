@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import torch
 
-from avlib.checks import FAIL, OK, SKIP
+from avlib.checks import FAIL, OK, run
 from avlib.data.datafile import NUM_FRAMES
 from avlib.data.dataset import AVDataset
 
@@ -42,18 +42,9 @@ def _ids(out: object) -> list[int] | str:
         return f"the frame ids must be integers, got {list(out)!r}."
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [""])[0]
-
-
 def _run(name: str, fn: Callable, mode: str, seed: int) -> tuple[bool, list[int] | None]:
-    try:
-        out = fn(mode, torch.Generator().manual_seed(seed))
-    except NotImplementedError:
-        print(f"{SKIP} {name}: not implemented yet - the notebook continues with avlib's version.")
-        return False, None
-    except Exception as e:  # noqa: BLE001 - any learner error becomes a verdict
-        print(f"{FAIL} {name}({mode!r}, generator) raised {type(e).__name__}: {_first_line(e)}")
+    ran, out = run(f"{name}({mode!r}, generator)", fn, mode, torch.Generator().manual_seed(seed))
+    if not ran:
         return False, None
     ids = _ids(out)
     if isinstance(ids, str):
