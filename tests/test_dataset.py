@@ -264,3 +264,18 @@ def test_same_items_with_worker_processes(datafile):
     dl = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2)
     for a, b in zip(ref, dl, strict=True):
         assert torch.equal(a["audio"], b["audio"][0]) and torch.equal(a["video"], b["video"][0])
+
+
+def test_frame_ids_rule():
+    import pytest as _pytest
+
+    from avlib.data.dataset import frame_ids
+
+    assert frame_ids("all") == list(range(10))
+    assert frame_ids("middle") == [5]
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    draws = [frame_ids("random", g1)[0] for _ in range(200)]
+    assert draws == [frame_ids("random", g2)[0] for _ in range(200)]
+    assert set(draws) == set(range(10))
+    with _pytest.raises(ValueError, match="unknown frame mode"):
+        frame_ids("first")

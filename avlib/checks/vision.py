@@ -10,13 +10,12 @@ for the usual mistakes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import torch
 
 from avlib.checks import FAIL, OK, run
 from avlib.data.datafile import NUM_FRAMES
-from avlib.data.dataset import AVDataset
+from avlib.data.dataset import frame_ids
 
 __all__ = ["frame_sampler", "reference_frame_ids"]
 
@@ -24,8 +23,7 @@ __all__ = ["frame_sampler", "reference_frame_ids"]
 def reference_frame_ids(mode: str, generator: torch.Generator | None = None) -> list[int]:
     """The frame ids :class:`~avlib.data.dataset.AVDataset` uses for ``frames=mode`` (``"random"`` draws one
     ``torch.randint(10, ())`` from ``generator``, the dataset's first draw when mixup is off)."""
-    cfg = SimpleNamespace(frame_mode=mode)
-    return AVDataset._frame_ids(SimpleNamespace(cfg=cfg), generator)  # the dataset's own rule, no files
+    return frame_ids(mode, generator)
 
 
 def _ids(out: object) -> list[int] | str:

@@ -56,6 +56,18 @@ def _prof(name: str):
 
 
 @dataclass
+def frame_ids(mode: str, generator: torch.Generator | None = None, num_frames: int = NUM_FRAMES) -> list[int]:
+    """Which of a clip's frames to use (CAV-MAE's rule): ``"random"`` one uniform draw (training), ``"middle"``
+    frame ``num_frames // 2`` (evaluation), ``"all"`` every frame (test-time aggregation)."""
+    if mode == "all":
+        return list(range(num_frames))
+    if mode == "middle":
+        return [num_frames // 2]
+    if mode == "random":
+        return [int(torch.randint(num_frames, (), generator=generator))]
+    raise ValueError(f"unknown frame mode {mode!r}; use 'random', 'middle' or 'all'.")
+
+
 class AVDatasetConfig:
     """How :class:`AVDataset` turns a clip into tensors. Size defaults come from the active profile."""
 
@@ -216,12 +228,7 @@ class AVDataset(Dataset):
         return fb
 
     def _frame_ids(self, g: torch.Generator) -> list[int]:
-        mode = self.cfg.frame_mode
-        if mode == "all":
-            return list(range(NUM_FRAMES))
-        if mode == "middle":
-            return [NUM_FRAMES // 2]
-        return [int(torch.randint(NUM_FRAMES, (), generator=g))]
+        return frame_ids(self.cfg.frame_mode, g)
 
     def _frames(self, entry: Entry, ids: Sequence[int]) -> Tensor:
         if not entry.video_path:
