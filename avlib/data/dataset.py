@@ -55,7 +55,6 @@ def _prof(name: str):
     return field(default_factory=lambda: getattr(env.profile(), name))
 
 
-@dataclass
 def frame_ids(mode: str, generator: torch.Generator | None = None, num_frames: int = NUM_FRAMES) -> list[int]:
     """Which of a clip's frames to use (CAV-MAE's rule): ``"random"`` one uniform draw (training), ``"middle"``
     frame ``num_frames // 2`` (evaluation), ``"all"`` every frame (test-time aggregation)."""
@@ -68,6 +67,7 @@ def frame_ids(mode: str, generator: torch.Generator | None = None, num_frames: i
     raise ValueError(f"unknown frame mode {mode!r}; use 'random', 'middle' or 'all'.")
 
 
+@dataclass
 class AVDatasetConfig:
     """How :class:`AVDataset` turns a clip into tensors. Size defaults come from the active profile."""
 
