@@ -65,7 +65,7 @@ _PROFILES: dict[str, Profile] = {
     "course": Profile(
         name="course", clip_seconds=4.0, sample_rate=16000, num_mel_bins=128, target_length=400,
         frame_size=96, image_size=96,
-        clips_per_class={"unlabeled": 60, "train": 20, "val": 5, "test": 10},
+        clips_per_class={"unlabeled": 60, "train": 20, "val": 10, "test": 10},
         mp4_clips=4, model="tiny", batch_size=32, pretrain_epochs=8, finetune_epochs=10, demo_steps=400,
     ),
     "paper": Profile(
@@ -96,6 +96,15 @@ def profile(name: str | None = None) -> Profile:
 def data_root() -> Path:
     """Where generated datasets live: ``$AVLIB_DATA`` or ``<repo>/data/generated``."""
     return Path(os.environ.get("AVLIB_DATA", ROOT / "data" / "generated"))
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` relative to the repository when it lies inside it (for messages and notebook outputs)."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def pick_device(requested: str | None = None) -> torch.device:

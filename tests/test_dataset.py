@@ -279,3 +279,20 @@ def test_frame_ids_rule():
     assert set(draws) == set(range(10))
     with _pytest.raises(ValueError, match="unknown frame mode"):
         frame_ids("first")
+
+
+def test_select_fraction_is_stratified_and_nested():
+    import pytest as _pytest
+
+    targets = torch.nn.functional.one_hot(torch.arange(60) % 3, 3).float()  # 20 clips per class
+    subsets = {f: select_fraction(targets, f, seed=0) for f in (0.01, 0.05, 0.1, 0.5, 1.0)}
+    assert subsets[1.0] == list(range(60))
+    for f, keep in subsets.items():
+        counts = torch.bincount(torch.tensor(keep) % 3, minlength=3).tolist()
+        assert set(counts) == {max(1, round(f * 20))}, (f, counts)
+    sets = {f: set(k) for f, k in subsets.items()}
+    assert sets[0.01] <= sets[0.05] <= sets[0.1] <= sets[0.5] <= sets[1.0]
+    assert select_fraction(targets, 0.1, seed=0) == subsets[0.1]
+    assert select_fraction(targets, 0.1, seed=1) != subsets[0.1]
+    with _pytest.raises(ValueError, match="label fraction"):
+        select_fraction(targets, 0.0)

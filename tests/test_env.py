@@ -75,3 +75,8 @@ def test_data_root_override(monkeypatch, tmp_path):
     monkeypatch.delenv("AVLIB_DATA")
     assert env.data_root() == env.ROOT / "data" / "generated"
     assert os.path.isdir(env.ROOT / "avlib")
+
+
+def test_display_path_is_relative_inside_the_repo(tmp_path):
+    assert env.display_path(env.ROOT / "data" / "generated" / "ci") == "data/generated/ci"
+    assert env.display_path(tmp_path) == str(tmp_path)

@@ -175,21 +175,6 @@ def test_ci_profile_is_byte_identical_across_runs_and_workers(tmp_path):
     assert len(list((a / "audio").glob("*.wav"))) == n_clips
 
 
-def test_label_subset_is_stratified_and_nested():
-    entries = [{"video_id": f"c{i}", "labels": ["a", "b", "c"][i % 3]} for i in range(60)]
-    subsets = {f: O.label_subset(entries, f, seed=0) for f in (0.01, 0.05, 0.1, 0.5, 1.0)}
-    assert subsets[1.0] == entries
-    for f, sub in subsets.items():
-        counts = {c: sum(e["labels"] == c for e in sub) for c in "abc"}
-        assert set(counts.values()) == {max(1, round(f * 20))}, (f, counts)
-    ids = {f: {e["video_id"] for e in s} for f, s in subsets.items()}
-    assert ids[0.01] <= ids[0.05] <= ids[0.1] <= ids[0.5] <= ids[1.0]
-    assert O.label_subset(entries, 0.1, seed=0) == subsets[0.1]
-    assert O.label_subset(entries, 0.1, seed=1) != subsets[0.1]
-    with pytest.raises(ValueError):
-        O.label_subset(entries, 0.0)
-
-
 def test_main_cli(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("AVLIB_DATA", str(tmp_path))
     monkeypatch.setattr(env, "_PROFILES", {**env._PROFILES, "tiny": tiny_profile(mp4_clips=0,

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from avlib import train as T
+from avlib.losses import contrastive_logits
 from avlib.models import create_model
 
 SMALL = dict(audio_length=96, img_size=64)
@@ -92,6 +93,25 @@ def test_resolve_amp_and_config_validation():
         T.FinetuneConfig(mode="missingaudioonly")
     with pytest.raises(FileNotFoundError, match="datafiles"):
         T.dataset_root("/nonexistent/place")
+
+
+def test_contrastive_term_is_float32_under_bf16_autocast():
+    """Under bf16 autocast the model's contrastive logits, loss and accuracy are float32 and equal the loop's
+    float32 recomputation (in bf16, cos / 0.05 would be quantised to steps of 0.125)."""
+    torch.manual_seed(0)
+    m = create_model("tiny", **SMALL)
+    a, v = torch.randn(4, 96, 128), torch.randn(4, 3, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(a, v, generator=torch.Generator().manual_seed(0))
+        loss, loss_c, c_acc = T._pretrain_loss(m, out)
+        naive = contrastive_logits(out.latent_c_a.mean(1), out.latent_c_v.mean(1), 0.05)
+    assert naive.dtype == torch.bfloat16  # what autocast alone would give
+    assert out.contrast_logits.dtype == torch.float32 and out.loss_c_unweighted.dtype == torch.float32
+    assert float(out.loss_c_unweighted) == pytest.approx(float(loss_c), rel=1e-6)
+    assert float(out.c_acc) == pytest.approx(float(c_acc))
+    steps = torch.diff(out.contrast_logits.flatten().sort().values)
+    assert ((steps > 0) & (steps < 0.01)).any()  # finer than bf16's 0.125 steps
+    loss.backward()
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from avlib.checks import FAIL, OK, SKIP
+from avlib.checks import FAIL, OK, run
 from avlib.masking import random_masking
 from avlib.models import CAVMAE, get_config
 
@@ -125,13 +125,8 @@ def joint_encoder(fn: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tens
     name = "joint_encoder"
     model = example_model()
     audio, video, noise_a, noise_v = _inputs(model)
-    try:
-        got = fn(model, audio.clone(), video.clone(), noise_a.clone(), noise_v.clone(), mask_ratio)
-    except NotImplementedError:
-        print(f"{SKIP} {name}: not implemented yet - the notebook continues with CAVMAE.forward_encoder.")
-        return False
-    except Exception as e:  # noqa: BLE001 - the learner's bug is reported, not raised
-        print(f"{FAIL} {name} raised {type(e).__name__}: {e}")
+    ran, got = run(name, fn, model, audio.clone(), video.clone(), noise_a.clone(), noise_v.clone(), mask_ratio)
+    if not ran:
         return False
     if isinstance(got, dict):
         got = tuple(got.get(k) for k in OUTPUTS)

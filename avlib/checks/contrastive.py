@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from avlib.checks import FAIL, OK, SKIP
+from avlib.checks import FAIL, OK, run
 from avlib.losses import info_nce
 
 __all__ = ["symmetric_info_nce"]
@@ -27,16 +27,6 @@ def _example(B: int = 6, D: int = 8, seed: int = 0, scale: float = 3.0) -> tuple
     v = 0.6 * a + 0.8 * torch.randn(B, D, generator=g)  # clip i's video resembles clip i's audio
     rows = torch.linspace(1.0, 2.0, B)[:, None]  # [B, 1]
     return scale * rows * a, scale * rows.flip(0) * v
-
-
-def _call(fn: Callable, name: str, *args, **kwargs) -> tuple[bool, object]:
-    """``(skipped, result_or_error_message)``."""
-    try:
-        return False, fn(*args, **kwargs)
-    except NotImplementedError:
-        return True, None
-    except Exception as e:  # noqa: BLE001 - the learner's bug is reported, not raised
-        return False, f"{name} raised {type(e).__name__}: {e}"
 
 
 def _one_way(logits: torch.Tensor, dim: int) -> torch.Tensor:
@@ -82,13 +72,8 @@ def symmetric_info_nce(fn: Callable[..., torch.Tensor]) -> bool:
     name = "symmetric_info_nce"
     cases = [(_example(), 0.05), (_example(), 0.5), (_example(B=4, D=5, seed=1, scale=0.5), 0.1)]
     for (a, v), t in cases:
-        skipped, got = _call(fn, name, a.clone(), v.clone(), temperature=t)
-        if skipped:
-            print(f"{SKIP} {name}: not implemented yet - the notebook continues with "
-                  "avlib.losses.info_nce(a, v, bidirectional=True).")
-            return False
-        if isinstance(got, str):
-            print(f"{FAIL} {got}")
+        ran, got = run(name, fn, a.clone(), v.clone(), temperature=t)
+        if not ran:
             return False
         if not isinstance(got, torch.Tensor):
             print(f"{FAIL} {name} should return a tensor, got {type(got).__name__}.")

@@ -145,6 +145,8 @@ def select_fraction(targets: Tensor, fraction: float, seed: int = 0) -> list[int
     """Indices of a deterministic ``fraction`` of the rows of ``targets`` ``[N, K]``, per class (by the first
     positive label; unlabelled rows form their own group), at least one per non-empty group, sorted.
     Subsets are nested: with the same seed a smaller fraction keeps a subset of a larger one."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction}.")
     g = torch.Generator().manual_seed(seed)
     has = targets.sum(1) > 0  # [N]
     group = torch.where(has, targets.argmax(1), torch.full_like(has, -1, dtype=torch.long))  # [N]

@@ -42,7 +42,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -398,7 +398,7 @@ def generate(profile: str | env.Profile | None = None, root: str | Path | None =
     (root / ".generating").unlink(missing_ok=True)
     if progress and todo:
         print(f"orchestra[{prof.name}]: {len(todo)} clips ({sum(counts.values())} in all, {n_mp4} mp4) in "
-              f"{time.time() - t0:.1f} s with {workers} worker(s) -> {root}")
+              f"{time.time() - t0:.1f} s with {workers} worker(s) -> {env.display_path(root)}")
     return root
 
 
@@ -423,30 +423,6 @@ def _write_tables(root: Path, classes: list[tuple[str, str]], metas: list[dict])
 # ------------------------------------------------------------------------------------------------------------
 # label fractions
 # ------------------------------------------------------------------------------------------------------------
-def label_subset(entries: Iterable, fraction: float, seed: int = 0) -> list:
-    """A stratified, nested subset of labelled ``entries``: ``fraction`` of each class, at least 1 per class.
-
-    Entries are datafile dicts or :class:`avlib.data.datafile.Entry` objects (first label decides the class).
-    For a fixed ``seed`` the subsets are nested (1 % ⊂ 5 % ⊂ 10 % ⊂ 100 %): each class is shuffled once and a
-    fraction takes a prefix of that order. Returned in the original order.
-    """
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}.")
-    entries = list(entries)
-    by_class: dict[str, list[int]] = {}
-    for i, e in enumerate(entries):
-        labels = e["labels"] if isinstance(e, dict) else ",".join(e.labels)
-        by_class.setdefault(labels.split(",")[0], []).append(i)
-    keep: list[int] = []
-    for c in sorted(by_class):
-        idx = by_class[c]
-        digest = hashlib.sha256(f"{seed}:{c}".encode()).digest()
-        order = np.random.default_rng(int.from_bytes(digest[:8], "little")).permutation(len(idx))
-        n = max(1, int(round(fraction * len(idx))))
-        keep += [idx[j] for j in order[:n]]
-    return [entries[i] for i in sorted(keep)]
-
-
 # ------------------------------------------------------------------------------------------------------------
 # command line
 # ------------------------------------------------------------------------------------------------------------
@@ -461,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     root = generate(args.profile, args.root, args.seed, args.workers)
     cfg = _read_json(root / "config.json") or {}
-    print(f"orchestra ready at {root} ({sum(cfg.get('counts', {}).values())} clips, "
+    print(f"orchestra ready at {env.display_path(root)} ({sum(cfg.get('counts', {}).values())} clips, "
           f"{time.time() - t0:.1f} s)")
     return 0
 

@@ -347,11 +347,14 @@ class CAVMAE(CAVMAEEncoder):
             loss_mae_a = mae_loss(pred_a, target_a, enc["mask_a"], cfg.norm_pix_loss)
             loss_mae_v = mae_loss(pred_v, target_v, enc["mask_v"], cfg.norm_pix_loss)
             loss_mae = cfg.mae_loss_weight * (loss_mae_a + loss_mae_v)
-        pooled_a = enc["latent_c_a"].mean(dim=1)  # [B, D], mean over visible tokens
-        pooled_v = enc["latent_c_v"].mean(dim=1)  # [B, D]
-        logits = contrastive_logits(pooled_a, pooled_v, self.temperature)  # [B, B]
-        loss_c_unweighted = info_nce(pooled_a, pooled_v, self.temperature, cfg.bidirectional_contrast)
-        c_acc = contrastive_accuracy(pooled_a, pooled_v, cfg.bidirectional_contrast)
+        # contrastive term in float32 with autocast off: in bf16 the logits cos / 0.05 are quantised to steps
+        # of 0.125, which hides the small differences between clips early in training
+        with torch.autocast(enc["latent"].device.type, enabled=False):
+            pooled_a = enc["latent_c_a"].float().mean(dim=1)  # [B, D], mean over visible tokens
+            pooled_v = enc["latent_c_v"].float().mean(dim=1)  # [B, D]
+            logits = contrastive_logits(pooled_a, pooled_v, self.temperature)  # [B, B]
+            loss_c_unweighted = info_nce(pooled_a, pooled_v, self.temperature, cfg.bidirectional_contrast)
+            c_acc = contrastive_accuracy(pooled_a, pooled_v, cfg.bidirectional_contrast)
         loss_c = cfg.contrast_loss_weight * loss_c_unweighted if cfg.contrast_loss_weight != 0 else zero
         return CAVMAEOutput(loss=loss_mae + loss_c, loss_mae=loss_mae, loss_mae_a=loss_mae_a,
                             loss_mae_v=loss_mae_v, loss_c=loss_c, loss_c_unweighted=loss_c_unweighted,
