@@ -49,6 +49,7 @@ class Profile:
     batch_size: int = 16
     pretrain_epochs: int = 1
     finetune_epochs: int = 1
+    contrast_loss_weight: float = 0.01  # pretraining InfoNCE weight (the reference: 0.01; from scratch: 0.1)
     demo_steps: int = 20  # optimisation steps of the small training demos inside notebooks
 
     def to_dict(self) -> dict:
@@ -61,18 +62,21 @@ _PROFILES: dict[str, Profile] = {
         frame_size=64, image_size=64,
         clips_per_class={"unlabeled": 6, "train": 4, "val": 2, "test": 2},
         mp4_clips=2, model="tiny", batch_size=8, pretrain_epochs=1, finetune_epochs=1, demo_steps=20,
+        contrast_loss_weight=0.1,
     ),
     "course": Profile(
         name="course", clip_seconds=4.0, sample_rate=16000, num_mel_bins=128, target_length=400,
         frame_size=96, image_size=96,
         clips_per_class={"unlabeled": 60, "train": 20, "val": 10, "test": 10},
-        mp4_clips=4, model="tiny", batch_size=32, pretrain_epochs=8, finetune_epochs=10, demo_steps=400,
+        mp4_clips=4, model="tiny", batch_size=32, pretrain_epochs=30, finetune_epochs=10, demo_steps=400,
+        contrast_loss_weight=0.1,
     ),
     "paper": Profile(
         name="paper", clip_seconds=10.0, sample_rate=16000, num_mel_bins=128, target_length=1024,
         frame_size=224, image_size=224,
         clips_per_class={"unlabeled": 400, "train": 100, "val": 20, "test": 40},
         mp4_clips=8, model="base", batch_size=48, pretrain_epochs=25, finetune_epochs=10, demo_steps=2000,
+        contrast_loss_weight=0.01,
     ),
 }
 
@@ -177,9 +181,21 @@ def setup(seed: int = 0, *, device: str | None = None, threads: int | None = Non
     torch.set_num_threads(n)
     gen = seed_everything(seed)
     s = Setup(seed=seed, device=pick_device(device), threads=n, profile=prof, generator=gen)
+    _inline_figures()
     if verbose:
         print(s.summary())
     return s
+
+
+def _inline_figures() -> None:
+    """Inside Jupyter, show matplotlib figures (also the Figure objects avlib.plots returns) as inline PNGs."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is not None and getattr(ip, "kernel", None) is not None:
+        ip.run_line_magic("matplotlib", "inline")
 
 
 # --------------------------------------------------------------------------------------------------------------

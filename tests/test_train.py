@@ -107,7 +107,7 @@ def test_contrastive_term_is_float32_under_bf16_autocast():
         naive = contrastive_logits(out.latent_c_a.mean(1), out.latent_c_v.mean(1), 0.05)
     assert naive.dtype == torch.bfloat16  # what autocast alone would give
     assert out.contrast_logits.dtype == torch.float32 and out.loss_c_unweighted.dtype == torch.float32
-    assert float(out.loss_c_unweighted) == pytest.approx(float(loss_c), rel=1e-6)
+    assert float(out.loss_c_unweighted.detach()) == pytest.approx(float(loss_c.detach()), rel=1e-6)
     assert float(out.c_acc) == pytest.approx(float(c_acc))
     steps = torch.diff(out.contrast_logits.flatten().sort().values)
     assert ((steps > 0) & (steps < 0.01)).any()  # finer than bf16's 0.125 steps
@@ -125,7 +125,9 @@ def test_pretrain_few_steps_writes_run(ci_data, tmp_path):
         assert all(math.isfinite(row[k]) for row in rows), k
     assert rows[0]["lr"] < rows[2]["lr"]  # warming up
     r0 = rows[0]
-    assert r0["loss"] == pytest.approx(r0["loss_mae_a"] + r0["loss_mae_v"] + 0.01 * r0["loss_c"], rel=1e-4)
+    w = r.config.contrast_loss_weight
+    assert w == 0.1  # the ci profile's weight
+    assert r0["loss"] == pytest.approx(r0["loss_mae_a"] + r0["loss_mae_v"] + w * r0["loss_c"], rel=1e-4)
     for f in ("model/config.json", "model/model.safetensors", "history.csv", "history.json",
               "checkpoints/last.pt", "train_config.json"):
         assert (tmp_path / f).is_file(), f

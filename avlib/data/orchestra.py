@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from avlib import env
 from avlib.data import scene as S
@@ -218,6 +219,35 @@ def make_clip(cfg: OrchestraConfig, split: str, index: int) -> Clip:
             "program": main.program, "notes": len(main.notes), **info, **meta_second,
             "eq": eq, "dynamics": dyn, "reverb": rev, "noise": noise, "level": lvl, "scene": scn.info}
     return Clip(clip_id(split, index), label, x, scn, meta)
+
+
+def example(instrument: str = "trumpet", split: str = "val", profile: env.Profile | str | None = None,
+            seed: int = 0) -> dict:
+    """One orchestra clip of ``instrument``, made in memory (no files, no dataset needed), ready for the model.
+
+    Returns ``{"wave": [S], "fbank": [T, F], "frame_u8": [3, H, W] uint8, "frame": [3, H, W], "label": str,
+    "clip": Clip}``: the fbank is padded/cropped to the profile's ``target_length`` and normalised with the
+    AudioSet statistics (the dataset's own statistics need the generated dataset); ``frame`` is the middle frame,
+    resized and ImageNet-normalised as the model sees it. Deterministic for a given (instrument, split, profile,
+    seed); the notebooks use it for their running example.
+    """
+    from avlib import audio as A
+    from avlib import vision as V
+
+    prof = env.profile(profile) if isinstance(profile, str | None) else profile
+    mids = [m for m, _ in read_classes()]
+    if instrument not in mids:
+        raise ValueError(f"unknown instrument {instrument!r}; choose one of {', '.join(mids)} (data/classes.csv).")
+    clip = make_clip(OrchestraConfig.from_profile(prof, seed), split, mids.index(instrument))  # label = mids[i % K]
+    wave = torch.from_numpy(clip.audio)  # [S]
+    fb = A.fbank(wave, prof.sample_rate, prof.num_mel_bins)  # [T', F]
+    fb = A.pad_or_crop(A.normalize(fb, A.AUDIOSET_STATS), prof.target_length)  # [T, F]
+    sec = clip.meta["seconds"]
+    u8 = clip.frames(prof.frame_size, [(NUM_FRAMES // 2 + 0.5) * sec / NUM_FRAMES])[0]  # [H, W, 3] middle frame
+    u8 = torch.from_numpy(np.ascontiguousarray(u8)).permute(2, 0, 1)  # [3, H, W]
+    frame_u8 = V.resize_center_crop(u8, prof.image_size)  # [3, H, W] uint8
+    return {"wave": wave, "fbank": fb, "frame_u8": frame_u8, "frame": V.to_normalized_float(frame_u8),
+            "label": clip.label, "clip": clip}
 
 
 # ------------------------------------------------------------------------------------------------------------
