@@ -22,7 +22,7 @@ from timm.layers import Mlp
 from timm.models.vision_transformer import Attention
 from torch import nn
 
-__all__ = ["Block", "MODALITIES"]
+__all__ = ["Block", "MODALITIES", "init_patch_kernel", "init_linear_and_norm"]
 
 MODALITIES = (None, "a", "v")
 
@@ -81,3 +81,21 @@ class Block(nn.Module):
         n1, n2 = self.norms(modality)
         x = x + self.attention(n1(x))  # [B, N, D]
         return x + self.mlp(n2(x))  # [B, N, D]
+
+
+def init_patch_kernel(conv: nn.Conv2d) -> None:
+    """Xavier-uniform init of a patch-embedding kernel viewed as the Linear it is, ``[D, C*p*p]`` (MAE)."""
+    w = conv.weight
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))  # [D, C, p, p] viewed as [D, C*p*p]
+
+
+def init_linear_and_norm(module: nn.Module) -> None:
+    """MAE / CAV-MAE init of every submodule: Linear xavier-uniform with zero bias, LayerNorm (1, 0)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -27,7 +27,7 @@ import torch
 from timm.layers import PatchEmbed
 from torch import nn
 
-from avlib.blocks import Block
+from avlib.blocks import Block, init_linear_and_norm, init_patch_kernel
 from avlib.losses import contrastive_accuracy, contrastive_logits, info_nce, mae_loss
 from avlib.masking import MASK_MODES, mask_tokens, num_kept
 from avlib.models.config import CAVMAEConfig
@@ -121,18 +121,10 @@ class CAVMAEEncoder(nn.Module):
         self.pos_embed_a.copy_(get_2d_sincos_pos_embed(cfg.embed_dim, *cfg.audio_grid)[None])
         self.pos_embed_v.copy_(get_2d_sincos_pos_embed(cfg.embed_dim, *cfg.video_grid)[None])
         for pe in (self.patch_embed_a, self.patch_embed_v):
-            w = pe.proj.weight
-            nn.init.xavier_uniform_(w.view(w.shape[0], -1))  # as a Linear [D, C*p*p]
+            init_patch_kernel(pe.proj)
         for tok in self._tokens():
             nn.init.normal_(tok, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linear_and_norm(self)
 
     def _tokens(self) -> list[nn.Parameter]:
         return [self.modality_a, self.modality_v]

@@ -26,7 +26,7 @@ import torch
 from timm.layers import PatchEmbed
 from torch import nn
 
-from avlib.blocks import Block
+from avlib.blocks import Block, init_linear_and_norm, init_patch_kernel
 from avlib.losses import mae_loss
 from avlib.masking import MASK_MODES, mask_tokens
 from avlib.models.config import CAVMAEConfig
@@ -219,17 +219,9 @@ class MAE(nn.Module):
         c = self.cfg
         self.pos_embed.copy_(get_2d_sincos_pos_embed(c.embed_dim, *c.grid)[None])  # [1, L, D]
         self.decoder_pos_embed.copy_(get_2d_sincos_pos_embed(c.decoder_embed_dim, *c.grid)[None])  # [1,L,Dd]
-        w = self.patch_embed.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))  # as a Linear [D, C*p*p]
+        init_patch_kernel(self.patch_embed.proj)
         nn.init.normal_(self.mask_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linear_and_norm(self)
 
     # --- inputs <-> patches --------------------------------------------------------------------------------
     def _check_input(self, x: torch.Tensor) -> None:
