@@ -126,7 +126,7 @@ def test_pretrain_few_steps_writes_run(ci_data, tmp_path):
     assert rows[0]["lr"] < rows[2]["lr"]  # warming up
     r0 = rows[0]
     w = r.config.contrast_loss_weight
-    assert w == 0.1  # the ci profile's weight
+    assert w == 0.01  # the ci profile's weight
     assert r0["loss"] == pytest.approx(r0["loss_mae_a"] + r0["loss_mae_v"] + w * r0["loss_c"], rel=1e-4)
     for f in ("model/config.json", "model/model.safetensors", "history.csv", "history.json",
               "checkpoints/last.pt", "train_config.json"):
