@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import avlib.checks.cavmae  # noqa: F401 - import (timm, models) at collection, not in the first test
 from avlib import checks
 from avlib.masking import random_masking
 
