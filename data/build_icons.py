@@ -2,10 +2,10 @@
 
 Development-time only (npm and resvg-py are *not* run-time dependencies). Regenerate with::
 
-    mkdir -p /tmp/npm && cd /tmp/npm && npm install @iconify-json/noto @iconify-json/twemoji \\
-        @iconify-json/openmoji @iconify-json/game-icons
-    pip install --target /tmp/devpkgs resvg-py
-    PYTHONPATH=/tmp/devpkgs python data/build_icons.py --npm /tmp/npm/node_modules
+    mkdir -p .dev/npm && (cd .dev/npm && npm install @iconify-json/noto @iconify-json/twemoji \\
+        @iconify-json/openmoji @iconify-json/game-icons)
+    pip install --target .dev/pkgs resvg-py
+    PYTHONPATH=.dev/pkgs python data/build_icons.py --npm .dev/npm/node_modules
 
 Writes ``data/icons/<style>/<class mid>.png`` (128 x 128 RGBA: the icon trimmed to its opaque box, scaled to
 fit and centred, alpha kept) and ``data/icons/styles.json`` (style -> package, version, licence, author,
@@ -94,7 +94,7 @@ def main() -> None:
     import resvg_py
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--npm", type=Path, default=Path("/tmp/npm/node_modules"), help="node_modules folder")
+    ap.add_argument("--npm", type=Path, default=Path(".dev/npm/node_modules"), help="node_modules folder")
     args = ap.parse_args()
     mids = class_mids()
     manifest = {}

@@ -2,8 +2,8 @@
 
 Development-time only: music21 is *not* a run-time dependency of the course. Regenerate with::
 
-    pip install --target /tmp/devpkgs music21
-    PYTHONPATH=/tmp/devpkgs python data/build_melodies.py
+    pip install --target .dev/pkgs music21
+    PYTHONPATH=.dev/pkgs python data/build_melodies.py
 
 Output format (one JSON object, ~0.5 MB)::
 

@@ -15,7 +15,7 @@ from avlib import checkpoint as C
 @dataclasses.dataclass
 class Cfg:
     lr: float = 1e-3
-    out: Path = Path("/tmp/x")
+    out: Path = Path("runs/x")
     sizes: tuple = (1, 2)
 
 
@@ -53,7 +53,7 @@ def test_roundtrip_restores_everything(tmp_path):
     g2 = torch.Generator()
     state = C.load_checkpoint(path, model2, opt2, sched2, generators={"mask": g2})
     assert state["step"] == 3 and state["epoch"] == 1
-    assert state["config"] == {"lr": 1e-3, "out": "/tmp/x", "sizes": [1, 2]}
+    assert state["config"] == {"lr": 1e-3, "out": "runs/x", "sizes": [1, 2]}
     assert state["extra"]["history"] == [{"loss": 1.0}]
     assert sched2.last_epoch == 3
     _step(model2, opt2, sched2)
