@@ -113,6 +113,7 @@ class PretrainConfig(_Common):
     contrast_loss_weight: float = _prof("contrast_loss_weight")
     bidirectional_contrast: bool = False
     validate: bool = True  # losses on the val split (fixed masks) after every epoch
+    snapshots: tuple[float, ...] = (0.5,)  # also save the model at these fractions of the run (model_step<N>/)
 
 
 @dataclass
@@ -274,6 +275,11 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
     (run_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
 
 
+# fields that may change between a run and its resumption (where and how it runs, not what it computes)
+_RUNTIME_FIELDS = {"data", "run_dir", "device", "num_workers", "checkpoint_every", "resume", "progress",
+                   "max_steps", "compile"}
+
+
 class _Loop:
     """Device, process group, optimizer, schedule, checkpointing and logging shared by the two loops."""
 
@@ -310,6 +316,12 @@ class _Loop:
         if ck is None:
             return {}
         state = load_checkpoint(ck, model, opt, sched, map_location=self.device)
+        saved, now = state.get("config") or {}, self.cfg.to_dict()
+        diff = sorted(k for k in now.keys() & saved.keys() if k not in _RUNTIME_FIELDS and now[k] != saved[k])
+        if diff:
+            raise ValueError(f"{env.display_path(ck)} was written with a different config ({', '.join(diff)}: "
+                             f"{', '.join(f'{saved[k]!r} -> {now[k]!r}' for k in diff)}). Use another run_dir, "
+                             f"delete that folder, or pass resume=False to start over.")
         self.step = state["step"]
         self.history = state["extra"].get("history", [])
         return state["extra"]
@@ -466,6 +478,12 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
     stop = min(total, cfg.max_steps) if cfg.max_steps is not None else total
     G, b = cfg.batch_size, cfg.batch_size // loop.info.world_size
     bar = loop.bar(stop, "pretrain")
+    snap_steps = {round(f * total) for f in cfg.snapshots if 0 < f < 1}
+
+    def extra(dcfg, ds) -> dict:  # stored with every saved model
+        return {"preprocessing": _preprocessing(dcfg, ds.datasets[0]), "train_config": cfg.to_dict(),
+                "steps": loop.step}
+
     model.train()
     while loop.step < stop:
         epoch = loop.step // per_epoch
@@ -494,6 +512,8 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
                 v = pretrain_losses(model, val, cfg, amp=loop.amp)
                 loop.history.append({"step": loop.step, "epoch": epoch,
                                      **{f"val_{k}": x for k, x in v.items()}})
+            if loop.step in snap_steps and loop.info.is_main:
+                save_pretrained(model, loop.run_dir / f"model_step{loop.step}", extra=extra(dcfg, ds))
             if loop.step >= stop or (cfg.checkpoint_every and loop.step % cfg.checkpoint_every == 0):
                 loop.checkpoint(model, opt, sched, epoch)
             if loop.step >= stop:
@@ -501,8 +521,7 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
     bar.close()
     model_dir = loop.run_dir / "model"
     if loop.info.is_main:
-        save_pretrained(model, model_dir, extra={"preprocessing": _preprocessing(dcfg, ds.datasets[0]),
-                                                 "train_config": cfg.to_dict(), "steps": loop.step})
+        save_pretrained(model, model_dir, extra=extra(dcfg, ds))
         _write_history(loop.run_dir, loop.history)
     dist.barrier()
     model.eval()

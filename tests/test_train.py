@@ -161,6 +161,18 @@ def test_resume_after_kill_gives_the_same_weights(ci_data, tmp_path):
     # and a run that is not resumed differs (the check can fail)
     fresh = T.pretrain(cfg.replace(run_dir=str(tmp_path / "other"), seed=1))
     assert not all(torch.equal(sa[k], fresh.model.state_dict()[k]) for k in sa)
+    # the snapshot at half the run (6 steps per epoch x 2 epochs -> step 6) is the weights of that step
+    snap = (tmp_path / "straight" / "model_step6" / "model.safetensors")
+    assert snap.is_file() and (tmp_path / "killed" / "model_step6" / "model.safetensors").is_file()
+
+
+def test_resume_refuses_a_different_config(ci_data, tmp_path):
+    cfg = _pre(ci_data, tmp_path, max_steps=2, checkpoint_every=1)
+    T.pretrain(cfg)
+    assert T.pretrain(cfg.replace(max_steps=3, progress=True)).steps == 3  # run-time fields may change
+    with pytest.raises(ValueError, match=r"different config \(lr: 0.0005 -> 0.001\)"):
+        T.pretrain(cfg.replace(lr=1e-3, max_steps=4))
+    assert T.pretrain(cfg.replace(lr=1e-3, max_steps=1, resume=False)).steps == 1
 
 
 @pytest.fixture(scope="module")
