@@ -275,6 +275,20 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
     (run_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
 
 
+def _lock_run_dir(run_dir: Path):
+    """Hold an exclusive lock on ``run_dir`` while a loop trains there: a second process (a notebook run while
+    ``make run`` trains, two nbval workers) waits, then resumes the finished checkpoint instead of racing it."""
+    import fcntl
+
+    f = open(run_dir / ".lock", "w")  # noqa: SIM115 - held open until release()
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"{env.display_path(run_dir)} is in use by another process; waiting for it to finish ...", flush=True)
+        fcntl.flock(f, fcntl.LOCK_EX)
+    return f
+
+
 # fields that may change between a run and its resumption (where and how it runs, not what it computes)
 _RUNTIME_FIELDS = {"data", "run_dir", "device", "num_workers", "checkpoint_every", "resume", "progress",
                    "max_steps", "compile"}
@@ -294,7 +308,14 @@ class _Loop:
             (self.run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         self.history: list[dict] = []
         self.step = 0
+        self._lock = _lock_run_dir(self.run_dir) if self.info.is_main else None
         self.t0 = time.time()
+
+    def release(self) -> None:
+        """Let other processes train in this run_dir (see :func:`_lock_run_dir`)."""
+        if self._lock is not None:
+            self._lock.close()  # closing the file drops the flock
+            self._lock = None
 
     def loader(self, ds, drop_last: bool) -> tuple[torch.utils.data.DataLoader, dist.GlobalBatchSampler]:
         sampler = dist.GlobalBatchSampler(len(ds), min(self.cfg.batch_size, len(ds)) if not drop_last else
@@ -456,78 +477,81 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
 
     cfg = (cfg or PretrainConfig()).replace(**overrides)
     loop = _Loop(cfg, "pretrain")
-    root = dataset_root(cfg.data)
-    ds = _Concat(_pretrain_datasets(cfg, root))
-    dcfg = ds.datasets[0].cfg
-    env.seed_everything(cfg.seed)
-    model = create_model(cfg.model, audio_length=dcfg.target_length, num_mel_bins=dcfg.num_mel_bins,
-                         img_size=dcfg.image_size, mae_loss_weight=cfg.mae_loss_weight,
-                         contrast_loss_weight=cfg.contrast_loss_weight,
-                         bidirectional_contrast=cfg.bidirectional_contrast, **cfg.model_overrides)
-    model = model.to(loop.device)
-    loader, sampler = loop.loader(ds, drop_last=True)
-    per_epoch = len(sampler)
-    total = per_epoch * cfg.epochs
-    opt, sched = loop.optimizer(model, cfg.lr, cfg.weight_decay, total, cfg.min_lr,
-                                round(cfg.warmup_epochs * per_epoch))
-    loop.maybe_resume(model, opt, sched)
-    val = None
-    if cfg.validate and (root / "datafiles" / "val.json").is_file():
-        val = load_split(root / "datafiles" / "val.json", progress=False, cache=True)
-    ddp = loop.wrap(model)
-    stop = min(total, cfg.max_steps) if cfg.max_steps is not None else total
-    G, b = cfg.batch_size, cfg.batch_size // loop.info.world_size
-    bar = loop.bar(stop, "pretrain")
-    snap_steps = {round(f * total) for f in cfg.snapshots if 0 < f < 1}
+    try:
+        root = dataset_root(cfg.data)
+        ds = _Concat(_pretrain_datasets(cfg, root))
+        dcfg = ds.datasets[0].cfg
+        env.seed_everything(cfg.seed)
+        model = create_model(cfg.model, audio_length=dcfg.target_length, num_mel_bins=dcfg.num_mel_bins,
+                             img_size=dcfg.image_size, mae_loss_weight=cfg.mae_loss_weight,
+                             contrast_loss_weight=cfg.contrast_loss_weight,
+                             bidirectional_contrast=cfg.bidirectional_contrast, **cfg.model_overrides)
+        model = model.to(loop.device)
+        loader, sampler = loop.loader(ds, drop_last=True)
+        per_epoch = len(sampler)
+        total = per_epoch * cfg.epochs
+        opt, sched = loop.optimizer(model, cfg.lr, cfg.weight_decay, total, cfg.min_lr,
+                                    round(cfg.warmup_epochs * per_epoch))
+        loop.maybe_resume(model, opt, sched)
+        val = None
+        if cfg.validate and (root / "datafiles" / "val.json").is_file():
+            val = load_split(root / "datafiles" / "val.json", progress=False, cache=True)
+        ddp = loop.wrap(model)
+        stop = min(total, cfg.max_steps) if cfg.max_steps is not None else total
+        G, b = cfg.batch_size, cfg.batch_size // loop.info.world_size
+        bar = loop.bar(stop, "pretrain")
+        snap_steps = {round(f * total) for f in cfg.snapshots if 0 < f < 1}
 
-    def extra(dcfg, ds) -> dict:  # stored with every saved model
-        return {"preprocessing": _preprocessing(dcfg, ds.datasets[0]), "train_config": cfg.to_dict(),
-                "steps": loop.step}
+        def extra(dcfg, ds) -> dict:  # stored with every saved model
+            return {"preprocessing": _preprocessing(dcfg, ds.datasets[0]), "train_config": cfg.to_dict(),
+                    "steps": loop.step}
 
-    model.train()
-    while loop.step < stop:
-        epoch = loop.step // per_epoch
-        sampler.set_epoch(epoch, start_batch=loop.step - epoch * per_epoch)
-        ds.set_epoch(epoch)
-        for batch in loader:
-            audio, video = _to(batch, "audio", loop.device), _to(batch, "video", loop.device)
-            noise_a, noise_v = _mask_noise(model, loop.step, cfg.seed, G, loop.info.rank, b)
-            with autocast(loop.device, loop.amp):
-                out = ddp(audio, video, cfg.mask_ratio_a, cfg.mask_ratio_v, cfg.mask_mode,
-                          noise_a=noise_a.to(loop.device), noise_v=noise_v.to(loop.device))
-                loss, loss_c, c_acc = _pretrain_loss(model, out)
-            lr = opt.param_groups[0]["lr"] / opt.param_groups[0]["lr_scale"]
-            gnorm = loop.backward_step(ddp, loss, opt, sched)
-            row = loop.log({"step": loop.step, "epoch": epoch, "lr": lr, "loss": _f(loss),
-                            "loss_mae_a": _f(out.loss_mae_a), "loss_mae_v": _f(out.loss_mae_v),
-                            "loss_c": _f(loss_c), "c_acc": _f(c_acc),
-                            "grad_norm": gnorm}, reduce_keys=("loss", "loss_mae_a", "loss_mae_v", "loss_c",
-                                                              "c_acc"))
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", c_acc=f"{row['c_acc']:.2f}", refresh=False)
-            if on_step is not None:
-                on_step(row)
-            end_of_epoch = loop.step % per_epoch == 0
-            if end_of_epoch and val is not None:
-                v = pretrain_losses(model, val, cfg, amp=loop.amp)
-                loop.history.append({"step": loop.step, "epoch": epoch,
-                                     **{f"val_{k}": x for k, x in v.items()}})
-            if loop.step in snap_steps and loop.info.is_main:
-                save_pretrained(model, loop.run_dir / f"model_step{loop.step}", extra=extra(dcfg, ds))
-            if loop.step >= stop or (cfg.checkpoint_every and loop.step % cfg.checkpoint_every == 0):
-                loop.checkpoint(model, opt, sched, epoch)
-            if loop.step >= stop:
-                break
-    bar.close()
-    model_dir = loop.run_dir / "model"
-    if loop.info.is_main:
-        save_pretrained(model, model_dir, extra=extra(dcfg, ds))
-        _write_history(loop.run_dir, loop.history)
-    dist.barrier()
-    model.eval()
-    final = {k: v for k, v in loop.history[-1].items() if k.startswith("val_")} if loop.history else {}
-    return TrainResult(model=model, history=loop.history, run_dir=loop.run_dir, model_dir=model_dir,
-                       config=cfg, steps=loop.step, wall_s=time.time() - loop.t0, final=final)
+        model.train()
+        while loop.step < stop:
+            epoch = loop.step // per_epoch
+            sampler.set_epoch(epoch, start_batch=loop.step - epoch * per_epoch)
+            ds.set_epoch(epoch)
+            for batch in loader:
+                audio, video = _to(batch, "audio", loop.device), _to(batch, "video", loop.device)
+                noise_a, noise_v = _mask_noise(model, loop.step, cfg.seed, G, loop.info.rank, b)
+                with autocast(loop.device, loop.amp):
+                    out = ddp(audio, video, cfg.mask_ratio_a, cfg.mask_ratio_v, cfg.mask_mode,
+                              noise_a=noise_a.to(loop.device), noise_v=noise_v.to(loop.device))
+                    loss, loss_c, c_acc = _pretrain_loss(model, out)
+                lr = opt.param_groups[0]["lr"] / opt.param_groups[0]["lr_scale"]
+                gnorm = loop.backward_step(ddp, loss, opt, sched)
+                row = loop.log({"step": loop.step, "epoch": epoch, "lr": lr, "loss": _f(loss),
+                                "loss_mae_a": _f(out.loss_mae_a), "loss_mae_v": _f(out.loss_mae_v),
+                                "loss_c": _f(loss_c), "c_acc": _f(c_acc),
+                                "grad_norm": gnorm}, reduce_keys=("loss", "loss_mae_a", "loss_mae_v", "loss_c",
+                                                                  "c_acc"))
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", c_acc=f"{row['c_acc']:.2f}", refresh=False)
+                if on_step is not None:
+                    on_step(row)
+                end_of_epoch = loop.step % per_epoch == 0
+                if end_of_epoch and val is not None:
+                    v = pretrain_losses(model, val, cfg, amp=loop.amp)
+                    loop.history.append({"step": loop.step, "epoch": epoch,
+                                         **{f"val_{k}": x for k, x in v.items()}})
+                if loop.step in snap_steps and loop.info.is_main:
+                    save_pretrained(model, loop.run_dir / f"model_step{loop.step}", extra=extra(dcfg, ds))
+                if loop.step >= stop or (cfg.checkpoint_every and loop.step % cfg.checkpoint_every == 0):
+                    loop.checkpoint(model, opt, sched, epoch)
+                if loop.step >= stop:
+                    break
+        bar.close()
+        model_dir = loop.run_dir / "model"
+        if loop.info.is_main:
+            save_pretrained(model, model_dir, extra=extra(dcfg, ds))
+            _write_history(loop.run_dir, loop.history)
+        dist.barrier()
+        model.eval()
+        final = {k: v for k, v in loop.history[-1].items() if k.startswith("val_")} if loop.history else {}
+        return TrainResult(model=model, history=loop.history, run_dir=loop.run_dir, model_dir=model_dir,
+                           config=cfg, steps=loop.step, wall_s=time.time() - loop.t0, final=final)
+    finally:
+        loop.release()
 
 
 def _preprocessing(dcfg, ds) -> dict:
@@ -597,97 +621,100 @@ def finetune(cfg: FinetuneConfig | None = None, on_step: Callable[[dict], None] 
 
     cfg = (cfg or FinetuneConfig()).replace(**overrides)
     loop = _Loop(cfg, f"finetune_{cfg.mode}")
-    root = dataset_root(cfg.data)
-    mods = MODE_MODALITIES[cfg.mode]
-    dcfg = AVDatasetConfig(train=True, modalities=mods, freqm=cfg.freqm, timem=cfg.timem, noise=cfg.noise,
-                           mixup=cfg.mixup, label_smoothing=cfg.label_smoothing,
-                           augment_video=cfg.augment_video, label_fraction=cfg.label_fraction)
-    ds = AVDataset(root / "datafiles" / f"{cfg.train_split}.json", cfg=dcfg, seed=cfg.seed)
-    env.seed_everything(cfg.seed)
-    model = _finetune_model(cfg, ds.num_classes, dcfg).to(loop.device)
-    if cfg.linear_probe:
-        for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith("mlp_head."))
-    loader, sampler = loop.loader(ds, drop_last=False)
-    per_epoch = len(sampler)
-    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / per_epoch))
-    total = per_epoch * epochs
-    opt, sched = loop.optimizer(model, cfg.lr, cfg.weight_decay, total, cfg.min_lr,
-                                round(cfg.warmup_epochs * per_epoch), layer_decay=cfg.layer_decay,
-                                head_lr_mult=cfg.head_lr_mult)
-    wa_first = math.floor(cfg.wa_from * epochs) + 1  # 1-based, as the reference's wa_start
-    extra = loop.maybe_resume(model, opt, sched)
-    wa_sum: dict[str, torch.Tensor] | None = extra.get("wa_sum")
-    wa_count: int = extra.get("wa_count", 0)
-    val_file = root / "datafiles" / f"{cfg.val_split}.json" if cfg.val_split else None
-    if val_clips is None and val_file is not None and val_file.is_file():
-        val_clips = load_split(val_file, modalities=mods, progress=False, cache=True)
-    val_every = cfg.val_every or max(1, epochs // 10)
-    ddp = loop.wrap(model, find_unused=True)  # e.g. the _a/_v norm sets of blocks_u in multimodal mode
-    stop = min(total, cfg.max_steps) if cfg.max_steps is not None else total
-    frac = f" {cfg.label_fraction:.0%}" if cfg.label_fraction else ""
-    bar = loop.bar(stop, f"finetune {cfg.mode}{frac}")
-    model.train()
-    while loop.step < stop:
-        epoch = loop.step // per_epoch
-        sampler.set_epoch(epoch, start_batch=loop.step - epoch * per_epoch)
-        ds.set_epoch(epoch)
-        for batch in loader:
-            audio, video = _to(batch, "audio", loop.device), _to(batch, "video", loop.device)
-            y = batch["label"].to(loop.device)
-            with autocast(loop.device, loop.amp):
-                logits = ddp(audio, video, mode=cfg.mode)
-            loss = _soft_ce(logits, y) if cfg.loss == "ce" else F.binary_cross_entropy_with_logits(
-                logits.float(), y)
-            lr = opt.param_groups[0]["lr"] / opt.param_groups[0]["lr_scale"]
-            gnorm = loop.backward_step(ddp, loss, opt, sched)
-            acc = float((logits.argmax(-1) == y.argmax(-1)).float().mean())  # vs the (mixed) majority label
-            row = loop.log({"step": loop.step, "epoch": epoch, "lr": lr, "loss": _f(loss),
-                            "train_acc": acc, "grad_norm": gnorm}, reduce_keys=("loss", "train_acc"))
-            bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", refresh=False)
-            if on_step is not None:
-                on_step(row)
-            if loop.step % per_epoch == 0:  # end of an epoch
-                e1 = epoch + 1
-                if cfg.weight_averaging and e1 >= wa_first:
-                    sd = unwrap(model).state_dict()
-                    if wa_sum is None:
-                        wa_sum = {k: v.detach().double().clone() for k, v in sd.items()}
-                    else:
-                        for k, v in sd.items():
-                            wa_sum[k] += v.detach().double()
-                    wa_count += 1
-                if val_clips is not None and (e1 % val_every == 0 or loop.step >= total):
-                    m = evaluate(model, val_clips, cfg.mode, amp=loop.amp)
-                    loop.history.append({"step": loop.step, "epoch": epoch, "val_acc": m["accuracy"],
-                                         "val_macro_f1": m["macro_f1"], "val_mAP": m["mAP"]})
-                    bar.set_postfix(loss=f"{row['loss']:.3f}", val_acc=f"{m['accuracy']:.1f}", refresh=False)
-            if loop.step >= stop or (cfg.checkpoint_every and loop.step % cfg.checkpoint_every == 0):
-                loop.checkpoint(model, opt, sched, epoch, {"wa_sum": wa_sum, "wa_count": wa_count})
-            if loop.step >= stop:
-                break
-    bar.close()
-    final: dict[str, Any] = {}
-    if cfg.weight_averaging and wa_count > 0 and loop.step >= total:
-        sd = unwrap(model).state_dict()
-        unwrap(model).load_state_dict({k: (wa_sum[k] / wa_count).to(sd[k].dtype) for k in sd})
-        final["wa_epochs"] = wa_count
-    model.eval()
-    if val_clips is not None:
-        m = evaluate(model, val_clips, cfg.mode, amp=loop.amp)
-        final.update(val_acc=m["accuracy"], val_macro_f1=m["macro_f1"], val_mAP=m["mAP"])
-        loop.history.append({"step": loop.step, "epoch": epochs - 1, "final_val_acc": m["accuracy"],
-                             "final_val_macro_f1": m["macro_f1"]})
-    model_dir = loop.run_dir / "model"
-    if loop.info.is_main:
-        save_pretrained(unwrap(model), model_dir, extra={
-            "mode": cfg.mode, "class_names": list(ds.labels.names), "preprocessing": _preprocessing(dcfg, ds),
-            "train_config": cfg.to_dict(), "steps": loop.step, "train_clips": len(ds)})
-        _write_history(loop.run_dir, loop.history)
-    dist.barrier()
-    return TrainResult(model=unwrap(model), history=loop.history, run_dir=loop.run_dir, model_dir=model_dir,
-                       config=cfg, steps=loop.step, wall_s=time.time() - loop.t0, final=final)
+    try:
+        root = dataset_root(cfg.data)
+        mods = MODE_MODALITIES[cfg.mode]
+        dcfg = AVDatasetConfig(train=True, modalities=mods, freqm=cfg.freqm, timem=cfg.timem, noise=cfg.noise,
+                               mixup=cfg.mixup, label_smoothing=cfg.label_smoothing,
+                               augment_video=cfg.augment_video, label_fraction=cfg.label_fraction)
+        ds = AVDataset(root / "datafiles" / f"{cfg.train_split}.json", cfg=dcfg, seed=cfg.seed)
+        env.seed_everything(cfg.seed)
+        model = _finetune_model(cfg, ds.num_classes, dcfg).to(loop.device)
+        if cfg.linear_probe:
+            for name, p in model.named_parameters():
+                p.requires_grad_(name.startswith("mlp_head."))
+        loader, sampler = loop.loader(ds, drop_last=False)
+        per_epoch = len(sampler)
+        epochs = max(cfg.epochs, math.ceil(cfg.min_steps / per_epoch))
+        total = per_epoch * epochs
+        opt, sched = loop.optimizer(model, cfg.lr, cfg.weight_decay, total, cfg.min_lr,
+                                    round(cfg.warmup_epochs * per_epoch), layer_decay=cfg.layer_decay,
+                                    head_lr_mult=cfg.head_lr_mult)
+        wa_first = math.floor(cfg.wa_from * epochs) + 1  # 1-based, as the reference's wa_start
+        extra = loop.maybe_resume(model, opt, sched)
+        wa_sum: dict[str, torch.Tensor] | None = extra.get("wa_sum")
+        wa_count: int = extra.get("wa_count", 0)
+        val_file = root / "datafiles" / f"{cfg.val_split}.json" if cfg.val_split else None
+        if val_clips is None and val_file is not None and val_file.is_file():
+            val_clips = load_split(val_file, modalities=mods, progress=False, cache=True)
+        val_every = cfg.val_every or max(1, epochs // 10)
+        ddp = loop.wrap(model, find_unused=True)  # e.g. the _a/_v norm sets of blocks_u in multimodal mode
+        stop = min(total, cfg.max_steps) if cfg.max_steps is not None else total
+        frac = f" {cfg.label_fraction:.0%}" if cfg.label_fraction else ""
+        bar = loop.bar(stop, f"finetune {cfg.mode}{frac}")
+        model.train()
+        while loop.step < stop:
+            epoch = loop.step // per_epoch
+            sampler.set_epoch(epoch, start_batch=loop.step - epoch * per_epoch)
+            ds.set_epoch(epoch)
+            for batch in loader:
+                audio, video = _to(batch, "audio", loop.device), _to(batch, "video", loop.device)
+                y = batch["label"].to(loop.device)
+                with autocast(loop.device, loop.amp):
+                    logits = ddp(audio, video, mode=cfg.mode)
+                loss = _soft_ce(logits, y) if cfg.loss == "ce" else F.binary_cross_entropy_with_logits(
+                    logits.float(), y)
+                lr = opt.param_groups[0]["lr"] / opt.param_groups[0]["lr_scale"]
+                gnorm = loop.backward_step(ddp, loss, opt, sched)
+                acc = float((logits.argmax(-1) == y.argmax(-1)).float().mean())  # vs the (mixed) majority label
+                row = loop.log({"step": loop.step, "epoch": epoch, "lr": lr, "loss": _f(loss),
+                                "train_acc": acc, "grad_norm": gnorm}, reduce_keys=("loss", "train_acc"))
+                bar.update(1)
+                bar.set_postfix(loss=f"{row['loss']:.3f}", refresh=False)
+                if on_step is not None:
+                    on_step(row)
+                if loop.step % per_epoch == 0:  # end of an epoch
+                    e1 = epoch + 1
+                    if cfg.weight_averaging and e1 >= wa_first:
+                        sd = unwrap(model).state_dict()
+                        if wa_sum is None:
+                            wa_sum = {k: v.detach().double().clone() for k, v in sd.items()}
+                        else:
+                            for k, v in sd.items():
+                                wa_sum[k] += v.detach().double()
+                        wa_count += 1
+                    if val_clips is not None and (e1 % val_every == 0 or loop.step >= total):
+                        m = evaluate(model, val_clips, cfg.mode, amp=loop.amp)
+                        loop.history.append({"step": loop.step, "epoch": epoch, "val_acc": m["accuracy"],
+                                             "val_macro_f1": m["macro_f1"], "val_mAP": m["mAP"]})
+                        bar.set_postfix(loss=f"{row['loss']:.3f}", val_acc=f"{m['accuracy']:.1f}", refresh=False)
+                if loop.step >= stop or (cfg.checkpoint_every and loop.step % cfg.checkpoint_every == 0):
+                    loop.checkpoint(model, opt, sched, epoch, {"wa_sum": wa_sum, "wa_count": wa_count})
+                if loop.step >= stop:
+                    break
+        bar.close()
+        final: dict[str, Any] = {}
+        if cfg.weight_averaging and wa_count > 0 and loop.step >= total:
+            sd = unwrap(model).state_dict()
+            unwrap(model).load_state_dict({k: (wa_sum[k] / wa_count).to(sd[k].dtype) for k in sd})
+            final["wa_epochs"] = wa_count
+        model.eval()
+        if val_clips is not None:
+            m = evaluate(model, val_clips, cfg.mode, amp=loop.amp)
+            final.update(val_acc=m["accuracy"], val_macro_f1=m["macro_f1"], val_mAP=m["mAP"])
+            loop.history.append({"step": loop.step, "epoch": epochs - 1, "final_val_acc": m["accuracy"],
+                                 "final_val_macro_f1": m["macro_f1"]})
+        model_dir = loop.run_dir / "model"
+        if loop.info.is_main:
+            save_pretrained(unwrap(model), model_dir, extra={
+                "mode": cfg.mode, "class_names": list(ds.labels.names), "preprocessing": _preprocessing(dcfg, ds),
+                "train_config": cfg.to_dict(), "steps": loop.step, "train_clips": len(ds)})
+            _write_history(loop.run_dir, loop.history)
+        dist.barrier()
+        return TrainResult(model=unwrap(model), history=loop.history, run_dir=loop.run_dir, model_dir=model_dir,
+                           config=cfg, steps=loop.step, wall_s=time.time() - loop.t0, final=final)
+    finally:
+        loop.release()
 
 
 # ------------------------------------------------------------------------------------------------------------

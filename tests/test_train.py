@@ -152,6 +152,7 @@ def test_resume_after_kill_gives_the_same_weights(ci_data, tmp_path):
 
     with pytest.raises(Killed):
         T.pretrain(cfg.replace(run_dir=str(tmp_path / "killed")), on_step=kill)
+    _assert_unlocked(tmp_path / "killed")  # the failed loop let go of its run_dir
     resumed = T.pretrain(cfg.replace(run_dir=str(tmp_path / "killed")))
     assert resumed.steps == straight.steps == 8
     sa, sb = straight.model.state_dict(), resumed.model.state_dict()
@@ -164,6 +165,24 @@ def test_resume_after_kill_gives_the_same_weights(ci_data, tmp_path):
     # the snapshot at half the run (6 steps per epoch x 2 epochs -> step 6) is the weights of that step
     snap = (tmp_path / "straight" / "model_step6" / "model.safetensors")
     assert snap.is_file() and (tmp_path / "killed" / "model_step6" / "model.safetensors").is_file()
+
+
+def _assert_unlocked(run_dir):
+    import fcntl
+
+    with open(run_dir / ".lock", "w") as g:
+        fcntl.flock(g, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError if a loop still holds it
+
+
+def test_run_dir_lock_serialises_processes(tmp_path):
+    import fcntl
+
+    held = T._lock_run_dir(tmp_path)
+    with open(tmp_path / ".lock", "w") as g:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(g, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.close()
+        fcntl.flock(g, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def test_resume_refuses_a_different_config(ci_data, tmp_path):
