@@ -774,6 +774,30 @@ FT_MODES_MAIN = ("multimodal", "audioonly", "videoonly")
 _SHORT = {"multimodal": "AV", "audioonly": "A", "videoonly": "V"}
 
 
+def main_run_dir(profile: str | None = None) -> Path:
+    """``runs/<profile>``: where the main job (:func:`run_all`, ``make run``) writes its runs and results."""
+    return env.ROOT / "runs" / (profile or env.profile_name())
+
+
+def main_pretrain_config(out: str | Path | None = None, **changes: Any) -> PretrainConfig:
+    """The main job's pretraining config (run_dir ``<out>/pretrain``). Notebooks that call :func:`pretrain`
+    with it resume ``make run``'s finished run instead of training again, and get the same model."""
+    out = Path(out) if out else main_run_dir()
+    return PretrainConfig(run_dir=str(out / "pretrain")).replace(**changes)
+
+
+def main_finetune_config(init: str = "pretrained", mode: str = "multimodal", out: str | Path | None = None,
+                         **changes: Any) -> FinetuneConfig:
+    """The main job's fine-tuning config for ``init`` (``pretrained`` | ``scratch``) and ``mode``
+    (run_dir ``<out>/finetune_<init>_<AV|A|V>``, pretrained weights from ``<out>/pretrain/model``)."""
+    if init not in ("pretrained", "scratch"):
+        raise ValueError(f"init must be 'pretrained' or 'scratch', got {init!r}.")
+    out = Path(out) if out else main_run_dir()
+    src = str(out / "pretrain" / "model") if init == "pretrained" else None
+    return FinetuneConfig(mode=mode, pretrained=src,
+                          run_dir=str(out / f"finetune_{init}_{_SHORT[mode]}")).replace(**changes)
+
+
 def run_all(profile: str | None = None, out_dir: str | Path | None = None,
             fractions: Sequence[float] = (0.1, 0.25), device: str | None = None, progress: bool = True,
             figures: bool = True, pretrain_cfg: PretrainConfig | None = None,
@@ -792,13 +816,13 @@ def run_all(profile: str | None = None, out_dir: str | Path | None = None,
 
         os.environ["AVLIB_PROFILE"] = profile
     prof = env.profile()
-    out = Path(out_dir) if out_dir else env.ROOT / "runs" / prof.name
+    out = Path(out_dir) if out_dir else main_run_dir(prof.name)
     info = dist.init_distributed(env.pick_device(device))
     root = Path(generate()) if info.is_main else None
     dist.barrier()
     root = root or Path(generate())  # other ranks: the data is there now
     common = dict(data=str(root), device=device, progress=progress)
-    pcfg = (pretrain_cfg or PretrainConfig()).replace(run_dir=str(out / "pretrain"), **common)
+    pcfg = (pretrain_cfg or main_pretrain_config(out)).replace(run_dir=str(out / "pretrain"), **common)
     fcfg = (finetune_cfg or FinetuneConfig()).replace(**common)
     timings: dict[str, float] = {}
 
@@ -811,9 +835,8 @@ def run_all(profile: str | None = None, out_dir: str | Path | None = None,
     for init in ("pretrained", "scratch"):
         for mode in FT_MODES_MAIN:
             t = time.time()
-            src = str(pre.model_dir) if init == "pretrained" else None
-            run = finetune(fcfg.replace(mode=mode, pretrained=src,
-                                        run_dir=str(out / f"finetune_{init}_{_SHORT[mode]}")))
+            main = main_finetune_config(init, mode, out)
+            run = finetune(fcfg.replace(mode=mode, pretrained=main.pretrained, run_dir=main.run_dir))
             timings[f"finetune {init} {_SHORT[mode]}"] = time.time() - t
             ft_runs[(init, mode)] = run
             row = {"init": init, "fine-tune": _SHORT[mode], "steps": run.steps}
