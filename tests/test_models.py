@@ -259,3 +259,11 @@ def test_bench_case_smoke():
     rows = [run_case("tiny", case, iters=1, batch=1) for case in cases]
     assert all(len(r["s_per_sample"]) == 1 and r["peak_rss_mb"] > 0 for r in rows)
     assert "vs naive 10 passes" in _format(rows)
+
+
+def test_pretraining_forward_runs_on_the_meta_device():
+    """Shape-only runs (no storage) work: the fp32 contrastive block must not ask autocast for 'meta'."""
+    with torch.device("meta"):
+        model = create_model("tiny", audio_length=96, img_size=64)
+        out = model(torch.empty(2, 96, 128), torch.empty(2, 3, 64, 64))
+    assert out.loss.device.type == "meta" and out.pred_a.shape[:2] == (2, model.cfg.num_patches_a)

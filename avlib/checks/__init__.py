@@ -70,6 +70,19 @@ def run(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[b
     return False, None
 
 
+def scalar(name: str, got: Any, how: str) -> torch.Tensor | None:
+    """``got`` as a 0-d tensor if it is a one-element tensor; else print a ``❌`` verdict and return ``None``.
+
+    ``how`` finishes the sentence "return one number (a 0-d tensor): ..." (how the loss is averaged)."""
+    if not isinstance(got, torch.Tensor):
+        print(f"{FAIL} {name} should return a tensor, got {type(got).__name__}.")
+        return None
+    if got.numel() != 1:
+        print(f"{FAIL} {name} returned shape {list(got.shape)}; return one number (a 0-d tensor): {how}")
+        return None
+    return got.reshape(())
+
+
 def _mismatch(got: Any, expected: Any, atol: float) -> str | None:
     """``None`` if ``got`` matches ``expected``, else a one-line description of the first difference."""
     if isinstance(expected, (tuple, list)):

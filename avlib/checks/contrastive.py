@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from avlib.checks import FAIL, OK, run
+from avlib.checks import FAIL, OK, run, scalar
 from avlib.losses import info_nce
 
 __all__ = ["symmetric_info_nce"]
@@ -75,14 +75,10 @@ def symmetric_info_nce(fn: Callable[..., torch.Tensor]) -> bool:
         ran, got = run(name, fn, a.clone(), v.clone(), temperature=t)
         if not ran:
             return False
-        if not isinstance(got, torch.Tensor):
-            print(f"{FAIL} {name} should return a tensor, got {type(got).__name__}.")
+        got = scalar(name, got, "the mean over the batch of each direction's loss, then the mean of the two "
+                                "directions.")
+        if got is None:
             return False
-        if got.numel() != 1:
-            print(f"{FAIL} {name} returned shape {list(got.shape)}; return one number (a 0-d tensor): the mean "
-                  "over the batch of each direction's loss, then the mean of the two directions.")
-            return False
-        got = got.reshape(())
         expected = info_nce(a, v, t, bidirectional=True)
         if not torch.allclose(got.double(), expected.double(), atol=1e-5, rtol=1e-5):
             print(f"{FAIL} {name}(temperature={t}) = {got.item():.4f}, expected {expected.item():.4f}. "

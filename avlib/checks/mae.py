@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from avlib.checks import FAIL, OK, SKIP
+from avlib.checks import FAIL, OK, SKIP, scalar
 from avlib.losses import mae_loss, normalize_patches
 from avlib.models.mae import add_mask_tokens as _ref_add_mask_tokens
 
@@ -104,14 +104,10 @@ def masked_mse(fn: Callable[..., torch.Tensor]) -> bool:
         if isinstance(got, str):
             print(f"{FAIL} {got}")
             return False
-        if not isinstance(got, torch.Tensor):
-            print(f"{FAIL} {name} should return a tensor, got {type(got).__name__}.")
+        got = scalar(name, got, "average over the pixels of each patch, then over the masked patches of the "
+                                "whole batch.")
+        if got is None:
             return False
-        if got.numel() != 1:
-            print(f"{FAIL} {name} returned shape {list(got.shape)}; return one number (a 0-d tensor): "
-                  "average over the pixels of each patch, then over the masked patches of the whole batch.")
-            return False
-        got = got.reshape(())
         expected = mae_loss(pred, target, mask, norm_pix=norm_pix)
         if not _close(got, expected):
             print(f"{FAIL} {name}(norm_pix={norm_pix}) = {got.item():.4f}, expected {expected.item():.4f}. "

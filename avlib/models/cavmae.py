@@ -20,6 +20,7 @@ and named outputs.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -341,7 +342,8 @@ class CAVMAE(CAVMAEEncoder):
             loss_mae = cfg.mae_loss_weight * (loss_mae_a + loss_mae_v)
         # contrastive term in float32 with autocast off: in bf16 the logits cos / 0.05 are quantised to steps
         # of 0.125, which hides the small differences between clips early in training
-        with torch.autocast(enc["latent"].device.type, enabled=False):
+        dev = enc["latent"].device.type
+        with torch.autocast(dev, enabled=False) if dev in ("cpu", "cuda") else contextlib.nullcontext():
             pooled_a = enc["latent_c_a"].float().mean(dim=1)  # [B, D], mean over visible tokens
             pooled_v = enc["latent_c_v"].float().mean(dim=1)  # [B, D]
             logits = contrastive_logits(pooled_a, pooled_v, self.temperature)  # [B, B]
