@@ -22,7 +22,7 @@ from timm.layers import Mlp
 from timm.models.vision_transformer import Attention
 from torch import nn
 
-__all__ = ["Block", "MODALITIES", "init_patch_kernel", "init_linear_and_norm"]
+__all__ = ["Block", "MODALITIES", "attention_maps", "init_patch_kernel", "init_linear_and_norm"]
 
 MODALITIES = (None, "a", "v")
 
@@ -99,3 +99,22 @@ def init_linear_and_norm(module: nn.Module) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def attention_maps(attn: Attention, x: torch.Tensor) -> torch.Tensor:
+    """Attention weights ``[B, H, N, N]`` of timm's ``Attention`` on ``x`` ``[B, N, D]``.
+
+    The fused kernel (``scaled_dot_product_attention``) never materialises the weights, so this runs the module's
+    explicit softmax path once and reads the weights from ``attn_drop``'s input with a forward hook; the module's
+    ``fused_attn`` setting is restored afterwards. For a :class:`Block` pass its ``attn`` and the normalised input
+    (``block.norm1(x)``, or the matching stream's LayerNorm in the shared block)."""
+    seen: list[torch.Tensor] = []
+    hook = attn.attn_drop.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
+    fused, attn.fused_attn = attn.fused_attn, False
+    try:
+        with torch.no_grad():
+            attn(x)
+    finally:
+        attn.fused_attn = fused
+        hook.remove()
+    return seen[0]

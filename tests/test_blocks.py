@@ -69,3 +69,17 @@ def test_layernorm_eps_and_errors():
         Block(16, 4, modality_norms=False)(torch.randn(1, 3, 16), "a")
     with pytest.raises(ValueError, match="modality must be"):
         blk(torch.randn(1, 3, 16), "x")
+
+
+def test_attention_maps_are_the_softmax_weights():
+    from timm.models.vision_transformer import Attention
+
+    from avlib.blocks import attention_maps
+
+    torch.manual_seed(0)
+    attn = Attention(dim=12, num_heads=3, qkv_bias=True).eval()
+    x = torch.randn(2, 5, 12)  # [B, N, D]
+    w = attention_maps(attn, x)  # [B, H, N, N]
+    q, k, _ = attn.qkv(x).reshape(2, 5, 3, 3, 4).permute(2, 0, 3, 1, 4)  # 3 x [B, H, N, D/H]
+    torch.testing.assert_close(w, (q @ k.transpose(-2, -1) * 4 ** -0.5).softmax(-1))
+    assert attn.fused_attn == Attention(dim=12, num_heads=3).fused_attn  # setting restored
