@@ -32,7 +32,7 @@ from avlib import metrics as M
 from avlib.checkpoint import unwrap
 
 __all__ = ["ClipTensors", "load_split", "autocast", "predict_scores", "evaluate", "ABLATION_MODES",
-           "modality_ablation", "embeddings", "retrieval", "format_table"]
+           "modality_ablation", "embeddings", "retrieval", "format_table", "table_differences"]
 
 # mode -> what the row means (the reference's names; "missing*only" = an AV model given one modality)
 ABLATION_MODES: dict[str, str] = {
@@ -263,3 +263,40 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def table_differences(rows: Sequence[dict[str, Any]], reference: Sequence[dict[str, Any]],
+                      keys: Sequence[str], columns: Sequence[str] | None = None, tol: float = 0.05,
+                      floatfmt: str = ".1f") -> list[str]:
+    """Compare two result tables (lists of row dicts, e.g. a notebook's and ``results.json``'s), matching
+    rows on the values of ``keys``. Numbers within ``tol`` count as equal (default: half of the 0.1 that the
+    tables print). Returns one line per difference; an empty list means the tables agree.
+
+    ``columns`` (default: every other column of ``rows``) are compared; a column that one row has and the
+    other lacks is a difference too.
+    """
+    name = lambda r: ", ".join(f"{k}={r.get(k)}" for k in keys)  # noqa: E731
+    ref = {tuple(r.get(k) for k in keys): r for r in reference}
+    columns = list(columns or dict.fromkeys(c for r in rows for c in r if c not in keys))
+    show = lambda x: format(x, floatfmt) if isinstance(x, float) else repr(x)  # noqa: E731
+    out, seen = [], set()
+    for r in rows:
+        key = tuple(r.get(k) for k in keys)
+        seen.add(key)
+        other = ref.get(key)
+        if other is None:
+            out.append(f"{name(r)}: not in the reference")
+            continue
+        for c in columns:
+            mine, theirs = r.get(c), other.get(c)
+            if mine is None and theirs is None:
+                continue
+            numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (mine, theirs))
+            if numbers and abs(float(mine) - float(theirs)) <= tol:
+                continue
+            if not numbers and mine == theirs:
+                continue
+            out.append(f"{name(r)}: {c} {'absent' if mine is None else show(mine)} here, "
+                       f"{'absent' if theirs is None else show(theirs)} in the reference")
+    out += [f"{name(r)}: only in the reference" for k, r in ref.items() if k not in seen]
+    return out

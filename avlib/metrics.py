@@ -23,8 +23,9 @@ import torch.nn.functional as F
 
 __all__ = [
     "as_tensor", "class_indices", "accuracy", "confusion_matrix", "per_class_accuracy", "macro_f1",
-    "average_precision", "mean_average_precision", "roc_auc", "mean_auc", "d_prime", "classification_metrics",
-    "multilabel_metrics", "similarity", "retrieval_ranks", "recall_at_k", "retrieval_metrics",
+    "top_confusions", "average_precision", "mean_average_precision", "roc_auc", "mean_auc", "d_prime",
+    "classification_metrics", "multilabel_metrics", "similarity", "retrieval_ranks", "recall_at_k",
+    "retrieval_metrics",
 ]
 
 
@@ -76,6 +77,18 @@ def macro_f1(scores: Any, targets: Any, num_classes: int | None = None) -> float
     denom = cm.sum(dim=0) + cm.sum(dim=1)  # (TP + FP) + (TP + FN)
     present = denom > 0
     return float((2 * tp[present] / denom[present]).mean())
+
+
+def top_confusions(cm: Any, class_names: list[str] | None = None, k: int = 5) -> list[tuple[str, str, int]]:
+    """The ``k`` most frequent mistakes of a confusion matrix ``[K, K]`` (row = true, column = predicted):
+    ``(true name, predicted name, count)``, most frequent first (ties: row-major order); zero counts left out."""
+    m = as_tensor(cm).clone()
+    m.fill_diagonal_(0)
+    names = class_names or [str(i) for i in range(len(m))]
+    flat = m.flatten()
+    order = torch.argsort(-flat, stable=True)[:k]  # stable: ties keep row-major order
+    K = m.shape[1]
+    return [(names[int(i) // K], names[int(i) % K], int(flat[i])) for i in order if flat[i] > 0]
 
 
 def average_precision(scores: Any, targets: Any) -> torch.Tensor:

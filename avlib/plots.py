@@ -2,11 +2,16 @@
 nothing is shown twice in notebooks and nothing leaks in loops); save with ``fig.savefig(path)``.
 
 * :func:`plot_history` - loss / accuracy / learning-rate curves from a metric history;
+* :func:`plot_pretraining` - the six panels of a pretraining run (two MAE losses, InfoNCE, accuracy, gradient
+  norm, learning rate) with validation points and chance levels;
 * :func:`plot_inpainting` - spectrogram and frame: original / masked / reconstruction / recon. + visible;
+* :func:`plot_inpainting_stages` - several clips, the same masks, reconstructions of several models side by side
+  (e.g. at the start / middle / end of pretraining);
 * :func:`plot_similarity` - an audio x video similarity matrix;
 * :func:`plot_embeddings` - a 2-D projection (PCA or t-SNE) of embeddings coloured by class;
 * :func:`plot_confusion` - a confusion matrix;
 * :func:`plot_retrieval_strip` - a query and its top-k retrieved items;
+* :func:`plot_predictions` - a gallery of clips (frame, spectrogram) with the model's top guesses;
 * :func:`plot_bars`, :func:`plot_label_efficiency` - result tables as charts.
 """
 
@@ -24,9 +29,9 @@ from matplotlib.figure import Figure
 from avlib.patching import patchify_audio, patchify_image, unpatchify_audio, unpatchify_image
 from avlib.vision import denormalize
 
-__all__ = ["history_columns", "plot_history", "reconstruct", "plot_inpainting", "plot_similarity",
-           "project_2d", "plot_embeddings", "plot_confusion", "plot_retrieval_strip", "plot_bars",
-           "plot_label_efficiency"]
+__all__ = ["history_columns", "plot_history", "plot_pretraining", "reconstruct", "plot_inpainting",
+           "plot_inpainting_stages", "plot_similarity", "project_2d", "plot_embeddings", "plot_confusion",
+           "plot_retrieval_strip", "plot_predictions", "plot_bars", "plot_label_efficiency"]
 
 
 def _np(x: Any) -> np.ndarray:
@@ -81,6 +86,69 @@ def plot_history(history: Sequence[Mapping[str, Any]] | str | Path, keys: Sequen
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
         ax.grid(alpha=0.3)
         if len(ks) > 1 or name != "learning rate":
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _moving_average(y: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` points (over fewer at the start), same length as ``y``."""
+    c = np.cumsum(np.insert(np.asarray(y, dtype=float), 0, 0.0))  # c[i] = sum of the first i values
+    end = np.arange(1, len(y) + 1)
+    start = np.maximum(end - window, 0)
+    return (c[end] - c[start]) / (end - start)
+
+
+def plot_pretraining(history: Sequence[Mapping[str, Any]] | str | Path, clip_grad: float | None = None,
+                     batch_size: int | None = None, smooth: int | None = None,
+                     title: str | None = None) -> Figure:
+    """A pretraining history (``avlib.train.pretrain``) in six panels: MAE loss audio, MAE loss video,
+    contrastive loss (InfoNCE, unweighted), in-batch matching accuracy, gradient norm, learning rate.
+
+    Training curves are drawn raw (faint) and as a trailing mean over ``smooth`` steps (default: 1/30 of the
+    run); validation rows (``val_*`` keys, fixed masks) as markers. ``batch_size`` adds the chance levels
+    (InfoNCE of a uniform guess ln B, accuracy 1/B), ``clip_grad`` the clipping threshold."""
+    cols = history_columns(history)
+    if "step" not in cols or "loss_mae_a" not in cols:
+        raise ValueError("plot_pretraining needs a pretraining history (columns step, loss_mae_a, ...); got "
+                         f"columns {', '.join(cols) or 'none'}.")
+    step = cols["step"]
+    train = ~np.isnan(cols["loss_mae_a"])
+    n = int(train.sum())
+    window = max(1, smooth if smooth is not None else n // 30)
+    panels = [("loss_mae_a", "MAE loss, audio"), ("loss_mae_v", "MAE loss, video"),
+              ("loss_c", "contrastive loss (InfoNCE)"), ("c_acc", "in-batch matching accuracy"),
+              ("grad_norm", "gradient norm (before clipping)"), ("lr", "learning rate")]
+    fig = Figure(figsize=(13, 6.4), layout="constrained")
+    axes = fig.subplots(2, 3).ravel()
+    for ax, (key, name) in zip(axes, panels, strict=True):
+        if key in cols:
+            y = cols[key][train]
+            x = step[train]
+            if key == "lr":
+                ax.plot(x, y, color="C0")
+                ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+            else:
+                ax.plot(x, y, color="C0", alpha=0.25, lw=0.8, label="train (per step)")
+                if window > 1:
+                    ax.plot(x, _moving_average(y, window), color="C0", lw=1.6,
+                            label=f"train (mean of {window} steps)")
+        vkey = f"val_{key}"
+        if vkey in cols:
+            ok = ~np.isnan(cols[vkey])
+            ax.plot(step[ok], cols[vkey][ok], "o-", color="C1", ms=3, lw=1, label="val (fixed masks)")
+        if batch_size and key == "loss_c":
+            ax.axhline(np.log(batch_size), color="0.4", ls="--", lw=1, label=f"uniform guess: ln {batch_size}")
+        if batch_size and key == "c_acc":
+            ax.axhline(1 / batch_size, color="0.4", ls="--", lw=1, label=f"chance: 1/{batch_size}")
+        if clip_grad and key == "grad_norm":
+            ax.axhline(clip_grad, color="C3", ls="--", lw=1, label=f"clipped to {clip_grad:g}")
+            ax.set_yscale("log")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     if title:
         fig.suptitle(title)
@@ -165,6 +233,51 @@ def plot_inpainting(audio: torch.Tensor, video: torch.Tensor, pred_a: torch.Tens
     return fig
 
 
+def plot_inpainting_stages(audio: torch.Tensor, video: torch.Tensor,
+                           preds: Mapping[str, tuple[torch.Tensor, torch.Tensor]], mask_a: torch.Tensor,
+                           mask_v: torch.Tensor, norm_pix: bool = True, patch: int = 16, paste: bool = True,
+                           clip_names: Sequence[str] | None = None, title: str | None = None,
+                           dpi: float = 72) -> Figure:
+    """Reconstructions of several models of the same clips under the same masks, side by side.
+
+    ``audio [N, T, F]``, ``video [N, 3, H, W]``, ``mask_a [N, La]`` / ``mask_v [N, Lv]`` (1 = masked) and
+    ``preds = {column title: (pred_a [N, La, p*p], pred_v [N, Lv, p*p*3])}`` (e.g. the models at the start,
+    middle and end of pretraining). Two rows per clip (spectrogram, frame; the frame row is labelled with
+    ``clip_names[i]``); columns: original, masked, then
+    one per model - the reconstruction with the visible patches pasted back (``paste=False``: the raw
+    reconstruction). See :func:`reconstruct` for ``norm_pix``. The default ``dpi`` makes the figure about as
+    wide as a notebook page and keeps its PNG small (a grid of noisy reconstructions compresses badly)."""
+    N = audio.shape[0]
+    names = ["original", "masked"] + list(preds)
+    fig = Figure(figsize=(2.1 * len(names), 2.05 * N + 0.3), dpi=dpi, layout="constrained")
+    axes = fig.subplots(2 * N, len(names), squeeze=False, gridspec_kw={"height_ratios": [1, 1.25] * N})
+    for i in range(N):
+        a = audio[i].detach().float().cpu()
+        vmin, vmax = float(a.min()), float(a.max())
+        images = {name: reconstruct(audio[i], video[i], pa[i], pv[i], mask_a[i], mask_v[i], norm_pix, patch)
+                  for name, (pa, pv) in preds.items()}
+        blank = reconstruct(audio[i], video[i], torch.zeros(mask_a.shape[1], patch * patch),
+                            torch.zeros(mask_v.shape[1], patch * patch * video.shape[1]), mask_a[i], mask_v[i],
+                            False, patch)  # only its masked images are used
+        key = "paste" if paste else "recon"
+        specs = [a, blank["a_masked"]] + [r[f"a_{key}"] for r in images.values()]
+        frames = [video[i], blank["v_masked"]] + [r[f"v_{key}"] for r in images.values()]
+        for j, (spec, frame) in enumerate(zip(specs, frames, strict=True)):
+            ax_s, ax_f = axes[2 * i, j], axes[2 * i + 1, j]
+            _show_spec(ax_s, spec, vmin, vmax)
+            _show_frame(ax_f, frame)
+            for ax in (ax_s, ax_f):
+                ax.set_xticks([])
+                ax.set_yticks([])
+            if i == 0:
+                ax_s.set_title(names[j], fontsize=10)
+        axes[2 * i, 0].set_ylabel("spectrogram", fontsize=8)
+        axes[2 * i + 1, 0].set_ylabel(clip_names[i] if clip_names is not None else f"clip {i}", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 # ------------------------------------------------------------------------------------------------------------
 # similarity, embeddings, confusion, retrieval
 # ------------------------------------------------------------------------------------------------------------
@@ -216,9 +329,12 @@ def project_2d(x: Any, method: str = "pca", seed: int = 0) -> np.ndarray:
 
 def plot_embeddings(emb: Any | Mapping[str, Any], labels: Sequence[int],
                     class_names: Sequence[str] | None = None, method: str = "pca", seed: int = 0,
-                    title: str | None = None) -> Figure:
+                    title: str | None = None, ax: Any | None = None, legend: bool = True) -> Figure:
     """2-D projection of embeddings ``[N, D]`` coloured by class. Pass ``{"audio": a, "video": v}`` to project
-    several sets jointly (one marker per set, same ``labels`` for each)."""
+    several sets jointly (one marker per set, same ``labels`` for each).
+
+    ``ax``: draw into this existing Axes (e.g. one panel of a comparison) and return its figure; ``legend=False``
+    leaves out the legend (e.g. on all but one panel)."""
     import seaborn as sns
 
     sets = dict(emb) if isinstance(emb, Mapping) else {"": emb}
@@ -229,8 +345,11 @@ def plot_embeddings(emb: Any | Mapping[str, Any], labels: Sequence[int],
     names = list(class_names) if class_names is not None else [str(k) for k in range(K)]
     colors = sns.color_palette("tab20" if K > 10 else "tab10", K)
     markers = ["o", "^", "s", "D"]
-    fig = Figure(figsize=(6.5, 5), layout="constrained")
-    ax = fig.subplots()
+    if ax is None:
+        fig = Figure(figsize=(6.5, 5), layout="constrained")
+        ax = fig.subplots()
+    else:
+        fig = ax.figure
     start = 0
     for i, arr in enumerate(arrays):
         part = xy[start:start + len(arr)]
@@ -244,7 +363,8 @@ def plot_embeddings(emb: Any | Mapping[str, Any], labels: Sequence[int],
     if len(sets) > 1:
         for i, set_name in enumerate(sets):
             ax.scatter([], [], color="grey", marker=markers[i % len(markers)], label=set_name)
-    ax.legend(fontsize=7, ncol=1 + K // 12, loc="best", markerscale=1.2)
+    if legend:
+        ax.legend(fontsize=7, ncol=1 + K // 12, loc="best", markerscale=1.2)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title or f"{method.upper()} of embeddings")
@@ -274,15 +394,17 @@ def plot_confusion(cm: Any, class_names: Sequence[str] | None = None, normalize:
 
 def plot_retrieval_strip(sim: Any, query: int, frames: Any, k: int = 5, labels: Sequence[int] | None = None,
                          class_names: Sequence[str] | None = None, query_image: Any | None = None,
-                         normalized: bool = True, title: str | None = None) -> Figure:
+                         normalized: bool = True, title: str | None = None,
+                         figsize: tuple[float, float] | None = None) -> Figure:
     """One audio query (row ``query`` of ``sim [N, M]``) and its top-``k`` videos (``frames [M, 3, H, W]``).
 
     The first panel shows ``query_image`` (e.g. the query's spectrogram ``[T, F]``) if given, else the query's
     own frame. A green title marks the true partner, orange the same class, red a different class.
+    ``figsize`` defaults to ``(2.2 * (k + 1), 2.6)`` inches.
     """
     s = _np(sim)[query]
     top = np.argsort(-s, kind="stable")[:k]
-    fig = Figure(figsize=(2.2 * (k + 1), 2.6), layout="constrained")
+    fig = Figure(figsize=figsize or (2.2 * (k + 1), 2.6), layout="constrained")
     axes = fig.subplots(1, k + 1)
     name = (lambda i: class_names[int(labels[i])]) if (labels is not None and class_names) else (lambda i: "")
     if query_image is not None and torch.as_tensor(_np(query_image)).ndim == 2:
@@ -307,6 +429,46 @@ def plot_retrieval_strip(sim: Any, query: int, frames: Any, k: int = 5, labels: 
 # ------------------------------------------------------------------------------------------------------------
 # result tables
 # ------------------------------------------------------------------------------------------------------------
+def plot_predictions(audio: Any, frames: Any, probs: Any, targets: Sequence[int], class_names: Sequence[str],
+                     titles: Sequence[str] | None = None, notes: Sequence[str] | None = None, k: int = 3,
+                     normalized: bool = True, dpi: int = 80) -> Figure:
+    """A gallery, one row per clip: its frame ``frames[i] [3, H, W]``, its log-mel spectrogram
+    ``audio[i] [T, F]`` and the model's ``k`` most probable classes from ``probs [n, K]`` (green: the true
+    class ``targets[i]``, added below the top ``k`` if it is not among them; red: a wrong first guess).
+
+    ``titles[i]`` heads the row (default: ``#i``), ``notes[i]`` is an extra line under the spectrogram.
+    ``dpi`` is kept low by default: spectrograms compress badly, and notebooks should stay small.
+    """
+    P, y = _np(probs), [int(t) for t in targets]
+    n = len(y)
+    fig = Figure(figsize=(9, 1.75 * n + 0.2), dpi=dpi, layout="constrained")
+    axes = fig.subplots(n, 3, width_ratios=[1, 2.4, 1.8], squeeze=False)
+    for i in range(n):
+        ax_f, ax_s, ax_p = axes[i]
+        _show_frame(ax_f, torch.as_tensor(_np(frames[i])), normalized)
+        ax_f.set_title(titles[i] if titles is not None else f"#{i}", fontsize=8)
+        spec = torch.as_tensor(_np(audio[i]))
+        _show_spec(ax_s, spec, *np.nanpercentile(_np(spec), [1, 99]))
+        ax_s.set_title(f"true: {class_names[y[i]]}" + (f"\n{notes[i]}" if notes is not None and notes[i] else ""),
+                       fontsize=8)
+        ax_s.set_xlabel("time frame", fontsize=7)
+        ax_s.set_ylabel("mel bin", fontsize=7)
+        top = [int(c) for c in np.argsort(-P[i], kind="stable")[:k]]
+        if y[i] not in top:
+            top.append(y[i])
+        colors = ["#2ca02c" if c == y[i] else "#d62728" if j == 0 else "0.6" for j, c in enumerate(top)]
+        bars = ax_p.barh(range(len(top)), [P[i, c] for c in top], color=colors)
+        ax_p.bar_label(bars, [f"{P[i, c]:.2f}" for c in top], fontsize=7, padding=2)
+        ax_p.set_yticks(range(len(top)), [class_names[c] for c in top], fontsize=8)
+        ax_p.invert_yaxis()
+        ax_p.set_xlim(0, 1.15)
+        ax_p.set_xlabel("probability", fontsize=7)
+        for ax in (ax_f, ax_s, ax_p):
+            ax.tick_params(labelsize=7)
+        ax_f.axis("off")
+    return fig
+
+
 def plot_bars(table: Mapping[str, Mapping[str, float]], ylabel: str = "accuracy (%)",
               title: str | None = None) -> Figure:
     """Grouped bars: ``table[group][series] = value`` (e.g. model -> test modality -> accuracy)."""

@@ -55,8 +55,9 @@ from avlib.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from avlib.evaluate import ClipTensors, autocast, evaluate, load_split
 
 __all__ = ["PretrainConfig", "FinetuneConfig", "TrainResult", "WarmupCosine", "param_groups", "layer_id",
-           "resolve_amp", "dataset_root", "pretrain", "pretrain_losses", "finetune", "label_efficiency", "run_all",
-           "results_markdown", "main"]
+           "resolve_amp", "dataset_root", "pretrain", "pretrain_model", "pretrain_snapshots", "pretrain_losses",
+           "finetune", "label_efficiency", "main_run_dir", "main_pretrain_config", "main_finetune_config",
+           "main_finetune_row", "main_label_efficiency", "run_all", "results_markdown", "main"]
 
 
 def _prof(name: str, transform: Callable[[Any], Any] = lambda x: x):
@@ -466,6 +467,35 @@ def pretrain_losses(model: nn.Module, clips: ClipTensors, cfg: PretrainConfig, b
     return {k: s / n for k, s in sums.items()}
 
 
+def pretrain_model(cfg: PretrainConfig | None = None, dataset_cfg: Any = None) -> nn.Module:
+    """The model :func:`pretrain` starts from: ``env.seed_everything(cfg.seed)``, then ``create_model`` with the
+    dataset's sizes (``dataset_cfg``: an ``AVDatasetConfig``; default: the profile's) and the config's loss
+    weights. Its weights are those of step 0 of a run with this config (the "before training" baseline).
+    Seeds the global RNGs, as the loop does."""
+    from avlib.data.dataset import AVDatasetConfig
+    from avlib.models import create_model
+
+    cfg = cfg or PretrainConfig()
+    dcfg = dataset_cfg or AVDatasetConfig(train=True, noise=cfg.noise, augment_video=cfg.augment_video)
+    env.seed_everything(cfg.seed)
+    return create_model(cfg.model, audio_length=dcfg.target_length, num_mel_bins=dcfg.num_mel_bins,
+                        img_size=dcfg.image_size, mae_loss_weight=cfg.mae_loss_weight,
+                        contrast_loss_weight=cfg.contrast_loss_weight,
+                        bidirectional_contrast=cfg.bidirectional_contrast, **cfg.model_overrides)
+
+
+def pretrain_snapshots(run_dir: str | Path) -> dict[int, Path]:
+    """The model snapshots a pretraining run saved (``<run_dir>/model_step<N>/``, see
+    ``PretrainConfig.snapshots``) as ``{N: folder}`` in step order; load one with
+    ``avlib.models.from_pretrained``. Empty if there are none."""
+    found = {}
+    for p in Path(run_dir).glob("model_step*"):
+        n = p.name[len("model_step"):]
+        if n.isdigit() and (p / "config.json").is_file():
+            found[int(n)] = p
+    return dict(sorted(found.items()))
+
+
 def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] | None = None,
              **overrides: Any) -> TrainResult:
     """Pretrain a CAV-MAE (masked reconstruction of both modalities + audio-visual InfoNCE).
@@ -473,7 +503,7 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
     Writes ``<run_dir>/model`` (``save_pretrained``), ``history.csv/json``, ``train_config.json`` and the
     resumable ``checkpoints/last.pt``. ``on_step(row)`` is called after every step with its metric row.
     """
-    from avlib.models import create_model, save_pretrained
+    from avlib.models import save_pretrained
 
     cfg = (cfg or PretrainConfig()).replace(**overrides)
     loop = _Loop(cfg, "pretrain")
@@ -481,12 +511,7 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
         root = dataset_root(cfg.data)
         ds = _Concat(_pretrain_datasets(cfg, root))
         dcfg = ds.datasets[0].cfg
-        env.seed_everything(cfg.seed)
-        model = create_model(cfg.model, audio_length=dcfg.target_length, num_mel_bins=dcfg.num_mel_bins,
-                             img_size=dcfg.image_size, mae_loss_weight=cfg.mae_loss_weight,
-                             contrast_loss_weight=cfg.contrast_loss_weight,
-                             bidirectional_contrast=cfg.bidirectional_contrast, **cfg.model_overrides)
-        model = model.to(loop.device)
+        model = pretrain_model(cfg, dcfg).to(loop.device)
         loader, sampler = loop.loader(ds, drop_last=True)
         per_epoch = len(sampler)
         total = per_epoch * cfg.epochs
@@ -771,6 +796,7 @@ def _train_clips(run: TrainResult) -> int:
 # the main job
 # ------------------------------------------------------------------------------------------------------------
 FT_MODES_MAIN = ("multimodal", "audioonly", "videoonly")
+LE_FRACTIONS = (0.1, 0.25)  # the main job's label fractions (+ 100 %: the main AV fine-tunes)
 _SHORT = {"multimodal": "AV", "audioonly": "A", "videoonly": "V"}
 
 
@@ -798,8 +824,42 @@ def main_finetune_config(init: str = "pretrained", mode: str = "multimodal", out
                           run_dir=str(out / f"finetune_{init}_{_SHORT[mode]}")).replace(**changes)
 
 
+def main_finetune_row(init: str, mode: str, run: TrainResult, test: ClipTensors) -> dict[str, Any]:
+    """One row of the main job's fine-tuning table (``results.json["main"]``) for the fine-tune ``run``
+    (``init``, ``mode``): test ``accuracy`` and ``macro_f1`` on the middle frame, and for the modes that see
+    video ``accuracy_10frames`` (softmax averaged over all frames). ``test``: ``load_split(..., frames="all")``."""
+    row: dict[str, Any] = {"init": init, "fine-tune": _SHORT[mode], "steps": run.steps}
+    m1 = evaluate(run.model, test, mode)
+    row.update(accuracy=m1["accuracy"], macro_f1=m1["macro_f1"])
+    if mode != "audioonly":
+        row["accuracy_10frames"] = evaluate(run.model, test, mode, frame_agg=True)["accuracy"]
+    return row
+
+
+def main_label_efficiency(main_rows: Sequence[dict], ft_runs: dict[tuple[str, str], TrainResult],
+                          test: ClipTensors, fractions: Sequence[float] = LE_FRACTIONS,
+                          out: str | Path | None = None, finetune_cfg: FinetuneConfig | None = None
+                          ) -> list[dict]:
+    """The main job's label-efficiency table (``results.json["label_efficiency"]``): AV fine-tunes from the
+    pretrained weights and from scratch on each of ``fractions`` + 100 % of the labels, evaluated on ``test``
+    with 10 frames. The 100 % rows are the main AV fine-tunes (``main_rows`` from :func:`main_finetune_row`,
+    ``ft_runs[(init, "multimodal")]`` their runs); the others train in ``<out>/label_efficiency/<init>_<f>``
+    (or are resumed there)."""
+    out = Path(out) if out else main_run_dir()
+    done = {}  # the 100 % rows are the AV fine-tunes of the main table
+    for r in main_rows:
+        if r["fine-tune"] == "AV":
+            done[(r["init"], 1.0)] = {
+                "init": r["init"], "fraction": 1.0, "labels": "100%",
+                "train_clips": _train_clips(ft_runs[(r["init"], "multimodal")]), "steps": r["steps"],
+                "accuracy": r.get("accuracy_10frames", r["accuracy"]), "macro_f1": r["macro_f1"]}
+    cfg = (finetune_cfg or FinetuneConfig()).replace(mode="multimodal", run_dir=str(out / "label_efficiency"))
+    return label_efficiency(cfg, pretrained=main_finetune_config("pretrained", "multimodal", out).pretrained,
+                            fractions=sorted(set(fractions) | {1.0}), test_clips=test, done=done)
+
+
 def run_all(profile: str | None = None, out_dir: str | Path | None = None,
-            fractions: Sequence[float] = (0.1, 0.25), device: str | None = None, progress: bool = True,
+            fractions: Sequence[float] = LE_FRACTIONS, device: str | None = None, progress: bool = True,
             figures: bool = True, pretrain_cfg: PretrainConfig | None = None,
             finetune_cfg: FinetuneConfig | None = None) -> dict[str, Any]:
     """The main job (``make run``): generate the data -> pretrain -> fine-tune AV / A / V from the pretrained
@@ -839,24 +899,10 @@ def run_all(profile: str | None = None, out_dir: str | Path | None = None,
             run = finetune(fcfg.replace(mode=mode, pretrained=main.pretrained, run_dir=main.run_dir))
             timings[f"finetune {init} {_SHORT[mode]}"] = time.time() - t
             ft_runs[(init, mode)] = run
-            row = {"init": init, "fine-tune": _SHORT[mode], "steps": run.steps}
-            m1 = evaluate(run.model, test, mode)
-            row.update(accuracy=m1["accuracy"], macro_f1=m1["macro_f1"])
-            if mode != "audioonly":
-                row["accuracy_10frames"] = evaluate(run.model, test, mode, frame_agg=True)["accuracy"]
-            main_rows.append(row)
+            main_rows.append(main_finetune_row(init, mode, run, test))
 
     t = time.time()
-    done = {}  # the 100 % rows are the AV fine-tunes above
-    for r in main_rows:
-        if r["fine-tune"] == "AV":
-            done[(r["init"], 1.0)] = {
-                "init": r["init"], "fraction": 1.0, "labels": "100%",
-                "train_clips": _train_clips(ft_runs[(r["init"], "multimodal")]), "steps": r["steps"],
-                "accuracy": r.get("accuracy_10frames", r["accuracy"]), "macro_f1": r["macro_f1"]}
-    fr = sorted(set(fractions) | {1.0})
-    le_rows = label_efficiency(fcfg.replace(mode="multimodal", run_dir=str(out / "label_efficiency")),
-                               pretrained=pre.model_dir, fractions=fr, test_clips=test, done=done)
+    le_rows = main_label_efficiency(main_rows, ft_runs, test, fractions, out, fcfg)
     timings["label efficiency"] = time.time() - t
 
     t = time.time()
@@ -998,7 +1044,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m avlib run", description=run_all.__doc__.split("\n\n")[0])
     p.add_argument("--profile", choices=env.PROFILES, default=None, help="default: $AVLIB_PROFILE or course")
     p.add_argument("--out", default=None, help="output folder (default: runs/<profile>)")
-    p.add_argument("--fractions", default="0.1,0.25", help="label fractions for the label-efficiency table")
+    p.add_argument("--fractions", default=",".join(f"{f:g}" for f in LE_FRACTIONS),
+                   help="label fractions for the label-efficiency table")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")

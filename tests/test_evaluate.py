@@ -108,3 +108,20 @@ def test_load_split_on_ci_data_and_cache():
     middle = E.load_split(root / "datafiles" / "test.json", frames="middle", modalities=("video",),
                           progress=False, cache=True)
     assert middle.audio is None and torch.equal(middle.video, clips.video[:, 5])
+
+
+def test_table_differences():
+    mine = [{"init": "p", "ft": "AV", "steps": 90, "accuracy": 45.38, "acc10": 46.0},
+            {"init": "p", "ft": "A", "steps": 90, "accuracy": 40.0}]
+    ref = [{"init": "p", "ft": "A", "steps": 90, "accuracy": 40.02},
+           {"init": "p", "ft": "AV", "steps": 90, "accuracy": 45.4, "acc10": 47.0},
+           {"init": "s", "ft": "AV", "steps": 90, "accuracy": 30.0}]
+    diffs = E.table_differences(mine, ref, keys=("init", "ft"))
+    assert diffs == ["init=p, ft=AV: acc10 46.0 here, 47.0 in the reference",
+                     "init=s, ft=AV: only in the reference"]
+    assert E.table_differences(mine[1:], ref[:1], keys=("init", "ft")) == []
+    assert E.table_differences(mine[1:], [{**ref[0], "steps": 91}], keys=("init", "ft")) == [
+        "init=p, ft=A: steps 90 here, 91 in the reference"]
+    assert E.table_differences([{"k": 1, "x": 2.0}], [{"k": 1}], keys=("k",)) == [
+        "k=1: x 2.0 here, absent in the reference"]
+    assert E.table_differences([{"k": 2, "x": 2.0}], [], keys=("k",)) == ["k=2: not in the reference"]

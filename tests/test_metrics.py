@@ -116,3 +116,10 @@ def test_retrieval_hand_value():
 def test_retrieval_needs_square():
     with pytest.raises(ValueError, match="square"):
         M.retrieval_ranks(torch.zeros(3, 4))
+
+
+def test_top_confusions():
+    cm = torch.tensor([[5, 2, 0], [3, 4, 3], [0, 1, 6]])
+    assert M.top_confusions(cm, ["a", "b", "c"], k=3) == [("b", "a", 3), ("b", "c", 3), ("a", "b", 2)]
+    assert M.top_confusions(torch.eye(3, dtype=torch.long) * 4) == []  # no mistakes, nothing to list
+    assert M.top_confusions(cm, k=10)[-1] == ("2", "1", 1)  # zero counts are left out

@@ -112,3 +112,71 @@ def test_result_charts():
             [("pretrained", 0.1, 60), ("pretrained", 1.0, 90), ("scratch", 0.1, 40), ("scratch", 1.0, 80)]]
     fig = P.plot_label_efficiency(rows)
     assert len(fig.axes[0].lines) == 2
+
+
+def test_pretraining_panels_with_validation_and_chance_levels():
+    rows = [{"step": s, "epoch": (s - 1) // 5, "lr": 1e-4 * min(s, 5) / 5, "loss": 2.0, "loss_mae_a": 1.0 / s,
+             "loss_mae_v": 0.5 + 1 / s, "loss_c": 2.0, "c_acc": 0.1, "grad_norm": 3.0 / s} for s in range(1, 21)]
+    rows.insert(5, {"step": 5, "epoch": 0, "val_loss_mae_a": 0.4, "val_loss_mae_v": 0.9, "val_loss_c": 2.1,
+                    "val_c_acc": 0.12})
+    fig = P.plot_pretraining(rows, clip_grad=1.0, batch_size=8, smooth=4)
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["MAE loss, audio", "MAE loss, video", "contrastive loss (InfoNCE)",
+                                               "in-batch matching accuracy", "gradient norm (before clipping)",
+                                               "learning rate"]
+    labels = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert labels == ["train (per step)", "train (mean of 4 steps)", "val (fixed masks)"]
+    assert any("ln 8" in t.get_text() for t in axes[2].get_legend().get_texts())
+    assert any("1/8" in t.get_text() for t in axes[3].get_legend().get_texts())
+    raw, smooth = axes[0].lines[0].get_ydata(), axes[0].lines[1].get_ydata()
+    assert len(raw) == len(smooth) == 20 and smooth[0] == raw[0]
+    assert smooth[-1] == pytest.approx(np.mean(raw[-4:]))  # trailing mean of the last 4 steps
+    with pytest.raises(ValueError, match="pretraining history"):
+        P.plot_pretraining([{"step": 1, "loss": 1.0}])
+
+
+def test_inpainting_stages_grid():
+    N = 2
+    audio, video = torch.randn(N, 64, 32, generator=G), torch.randn(N, 3, 32, 32, generator=G)
+    mask_a, mask_v = torch.tensor([[1, 0] * 4] * N), torch.tensor([[1, 0, 1, 0]] * N)
+    preds = {f"step {s}": (torch.randn(N, 8, 256, generator=G), torch.randn(N, 4, 768, generator=G))
+             for s in (0, 5, 10)}
+    fig = P.plot_inpainting_stages(audio, video, preds, mask_a, mask_v, clip_names=["a", "b"])
+    assert len(fig.axes) == 2 * N * 5
+    assert [ax.get_title() for ax in fig.axes[:5]] == ["original", "masked", "step 0", "step 5", "step 10"]
+    assert fig.axes[2 * 5].get_ylabel() == "spectrogram" and fig.axes[3 * 5].get_ylabel() == "b"
+    # the pasted reconstruction shows the true visible patches (audio token 1 = mel rows 0-15, frames 16-31)
+    shown = fig.axes[2].images[0].get_array()  # [F, T]: spectrogram drawn transposed
+    np.testing.assert_allclose(np.asarray(shown)[:16, 16:32], audio[0, 16:32, :16].T.numpy(), rtol=1e-6)
+
+
+def test_embeddings_into_an_existing_axes_without_legend():
+    fig = Figure()
+    left, right = fig.subplots(1, 2)
+    emb, labels = torch.randn(12, 4, generator=G), [0, 1, 2] * 4
+    out = P.plot_embeddings(emb, labels, ["a", "b", "c"], ax=right, legend=False, title="right panel")
+    assert out is fig and len(fig.axes) == 2
+    assert right.get_title() == "right panel" and right.get_legend() is None and len(right.collections) == 3
+    assert not left.collections  # nothing drawn into the other panel
+    assert P.plot_embeddings(emb, labels, ["a", "b", "c"], ax=left).axes[0].get_legend() is not None
+
+
+def test_retrieval_strip_figsize():
+    frames, sim = torch.randn(4, 3, 16, 16, generator=G), torch.eye(4)
+    assert tuple(P.plot_retrieval_strip(sim, 0, frames, k=3).get_size_inches()) == (8.8, 2.6)
+    assert tuple(P.plot_retrieval_strip(sim, 0, frames, k=3, figsize=(9, 2.1)).get_size_inches()) == (9, 2.1)
+
+
+def test_prediction_gallery():
+    probs = torch.tensor([[0.1, 0.6, 0.2, 0.1], [0.7, 0.1, 0.15, 0.05]])
+    fig = P.plot_predictions(torch.randn(2, 64, 32, generator=G), torch.randn(2, 3, 32, 32, generator=G), probs,
+                             [2, 0], ["a", "b", "c", "d"], titles=["x", "y"], notes=["with d", ""], k=2)
+    assert isinstance(fig, Figure) and len(fig.axes) == 6  # frame, spectrogram, probabilities per row
+    bars = fig.axes[2]
+    assert [t.get_text() for t in bars.get_yticklabels()] == ["b", "c"]  # top 2; the true class c is among them
+    assert [tuple(np.round(p.get_facecolor()[:3], 2)) for p in bars.patches] == [(0.84, 0.15, 0.16),
+                                                                                (0.17, 0.63, 0.17)]
+    assert fig.axes[1].get_title() == "true: c\nwith d" and fig.axes[0].get_title() == "x"
+    assert [t.get_text() for t in fig.axes[5].get_yticklabels()] == ["a", "c"]  # right: green first guess
+    fig2 = P.plot_predictions(torch.randn(1, 64, 32), torch.randn(1, 3, 32, 32), probs[:1], [3], list("abcd"), k=2)
+    assert [t.get_text() for t in fig2.axes[2].get_yticklabels()] == ["b", "c", "d"]  # true class appended

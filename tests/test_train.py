@@ -167,6 +167,26 @@ def test_resume_after_kill_gives_the_same_weights(ci_data, tmp_path):
     assert snap.is_file() and (tmp_path / "killed" / "model_step6" / "model.safetensors").is_file()
 
 
+def test_pretrain_model_is_the_loops_step_0(ci_data, tmp_path):
+    cfg = _pre(ci_data, tmp_path, max_steps=0)
+    r = T.pretrain(cfg)  # no step: the saved model is the initialisation
+    assert r.steps == 0
+    start = T.pretrain_model(cfg)
+    assert type(start).__name__ == "CAVMAE" and start.cfg.audio_length == 96
+    sa, sb = start.state_dict(), r.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k].cpu()) for k in sa)
+    assert not all(torch.equal(sa[k], T.pretrain_model(cfg.replace(seed=1)).state_dict()[k]) for k in sa)
+
+
+def test_pretrain_snapshots_lists_model_folders_in_step_order(tmp_path):
+    for name in ("model_step12", "model_step6", "model_step3", "model_stepx", "model"):
+        (tmp_path / name).mkdir()
+        if name != "model_step3":  # no config.json: not a saved model
+            (tmp_path / name / "config.json").write_text("{}")
+    assert T.pretrain_snapshots(tmp_path) == {6: tmp_path / "model_step6", 12: tmp_path / "model_step12"}
+    assert T.pretrain_snapshots(tmp_path / "missing") == {}
+
+
 def _assert_unlocked(run_dir):
     import fcntl
 
@@ -270,3 +290,18 @@ def test_main_job_on_ci(tmp_path, ci_data, monkeypatch):
     for name in ("pretrain_curves", "inpainting", "similarity", "embeddings", "confusion", "retrieval_strip",
                  "ablation", "label_efficiency"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 5000, name
+    # a notebook's route to the same tables: resume each run with the main job's config, evaluate the same way
+    from avlib.evaluate import load_split
+
+    test = load_split(Path(ci_data) / "datafiles" / "test.json", frames="all", progress=False, cache=True)
+    rows, runs = [], {}
+    for init in ("pretrained", "scratch"):
+        for mode in T.FT_MODES_MAIN:
+            runs[(init, mode)] = T.finetune(T.main_finetune_config(init, mode, tmp_path, progress=False))
+            assert runs[(init, mode)].run_dir == tmp_path / f"finetune_{init}_{T._SHORT[mode]}"
+            rows.append(T.main_finetune_row(init, mode, runs[(init, mode)], test))
+    assert rows == res["main"]
+    le = T.main_label_efficiency(rows, runs, test, fractions=(0.25,), out=tmp_path,
+                                 finetune_cfg=T.FinetuneConfig(progress=False))
+    assert le == res["label_efficiency"]
+    assert sorted(p.name for p in (tmp_path / "label_efficiency").iterdir()) == ["pretrained_0.25", "scratch_0.25"]
