@@ -281,6 +281,34 @@ def plot_inpainting_stages(audio: torch.Tensor, video: torch.Tensor,
 # ------------------------------------------------------------------------------------------------------------
 # similarity, embeddings, confusion, retrieval
 # ------------------------------------------------------------------------------------------------------------
+def plot_attention_heads(w: Any, len_a: int, audio_grid: tuple[int, int], query: int, title: str = ""
+                         ) -> Figure:
+    """Attention weights ``w`` ``[H, N, N]`` of one clip's joint stream (``len_a`` audio tokens, then video): per head,
+    the whole matrix (top; sqrt scale, lines between audio and video) and where audio token ``query`` looks
+    within the audio grid ``(rows, cols)`` (bottom)."""
+    import matplotlib.pyplot as plt
+
+    w = _np(w)
+    H, N = w.shape[0], w.shape[-1]
+    rows, cols = audio_grid
+    fig, axes = plt.subplots(2, H, figsize=(4 * H, 6), layout="constrained", squeeze=False,
+                             gridspec_kw={"height_ratios": [2.2, 1]})
+    for h in range(H):
+        ax = axes[0, h]
+        ax.imshow(w[h] ** 0.5, cmap=plt.get_cmap("viridis", 16), interpolation="nearest")  # sqrt: small ones too
+        ax.axhline(len_a - 0.5, color="white", lw=1)
+        ax.axvline(len_a - 0.5, color="white", lw=1)
+        ax.set(title=f"head {h}: queries x keys (sqrt)", xticks=[len_a / 2, (len_a + N) / 2], yticks=[],
+               xticklabels=["audio", "video"])
+        ax = axes[1, h]
+        ax.imshow(w[h, query, :len_a].reshape(rows, cols), origin="lower", cmap="viridis", aspect="auto")
+        ax.plot(query % cols, query // cols, "r+", ms=10)
+        ax.set(title=f"head {h}: audio token {query} looks at", xlabel="time column", ylabel="freq row")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 def plot_similarity(sim: Any, labels: Sequence[int] | None = None, class_names: Sequence[str] | None = None,
                     title: str = "audio x video cosine similarity") -> Figure:
     """Heat map of a similarity matrix ``[N, M]`` (rows = audio, columns = video). With ``labels`` the items

@@ -180,3 +180,12 @@ def test_prediction_gallery():
     assert [t.get_text() for t in fig.axes[5].get_yticklabels()] == ["a", "c"]  # right: green first guess
     fig2 = P.plot_predictions(torch.randn(1, 64, 32), torch.randn(1, 3, 32, 32), probs[:1], [3], list("abcd"), k=2)
     assert [t.get_text() for t in fig2.axes[2].get_yticklabels()] == ["b", "c", "d"]  # true class appended
+
+
+def test_attention_heads_figure():
+    from avlib.plots import plot_attention_heads
+
+    w = torch.rand(3, 10, 10).softmax(-1)  # [H, N, N]: 6 audio tokens on a 2 x 3 grid, then 4 video tokens
+    fig = plot_attention_heads(w, len_a=6, audio_grid=(2, 3), query=4, title="t")
+    assert len(fig.axes) == 6
+    assert fig.axes[3].images[0].get_array().shape == (2, 3)  # bottom row: the query's row over the audio grid
