@@ -338,7 +338,8 @@ class _Loop:
         if ck is None:
             return {}
         state = load_checkpoint(ck, model, opt, sched, map_location=self.device)
-        saved, now = state.get("config") or {}, self.cfg.to_dict()
+        where = lambda k, v: env.display_path(v) if k == "pretrained" and v else v  # noqa: E731 - repo may move
+        saved, now = ({k: where(k, v) for k, v in c.items()} for c in (state.get("config") or {}, self.cfg.to_dict()))
         diff = sorted(k for k in now.keys() & saved.keys() if k not in _RUNTIME_FIELDS and now[k] != saved[k])
         if diff:
             raise ValueError(f"{env.display_path(ck)} was written with a different config ({', '.join(diff)}: "

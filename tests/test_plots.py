@@ -112,6 +112,7 @@ def test_result_charts():
             [("pretrained", 0.1, 60), ("pretrained", 1.0, 90), ("scratch", 0.1, 40), ("scratch", 1.0, 80)]]
     fig = P.plot_label_efficiency(rows)
     assert len(fig.axes[0].lines) == 2
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["10", "100"]  # percent, not 10^1 / 10^2
 
 
 def test_pretraining_panels_with_validation_and_chance_levels():

@@ -214,6 +214,18 @@ def test_resume_refuses_a_different_config(ci_data, tmp_path):
     assert T.pretrain(cfg.replace(lr=1e-3, max_steps=1, resume=False)).steps == 1
 
 
+def test_resume_accepts_the_same_pretrained_weights_by_another_path(ci_data, tmp_path, monkeypatch):
+    """The pretrained path is compared relative to the repository, so a moved checkout still resumes."""
+    pre = T.pretrain(_pre(ci_data, tmp_path / "pre", max_steps=1))
+    cfg = _ft(ci_data, tmp_path / "ft", pretrained=str(pre.model_dir), max_steps=1, weight_averaging=False,
+              val_split=None, checkpoint_every=1)
+    T.finetune(cfg)
+    monkeypatch.setattr(T.env, "ROOT", tmp_path)  # the "repository" is now tmp_path: the same model, relative
+    assert T.finetune(cfg.replace(pretrained=str(tmp_path / "pre" / "model"), max_steps=2)).steps == 2
+    with pytest.raises(ValueError, match="pretrained"):
+        T.finetune(cfg.replace(pretrained=None, max_steps=3))
+
+
 @pytest.fixture(scope="module")
 def pretrained_dir(ci_data, tmp_path_factory):
     d = tmp_path_factory.mktemp("pre")
