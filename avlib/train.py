@@ -358,6 +358,22 @@ class _Loop:
                                                         find_unused_parameters=find_unused)
         return model
 
+    def stop_step(self, total: int) -> int:
+        """The step this run ends at: ``total``, or ``cfg.max_steps`` if that comes first."""
+        return min(total, self.cfg.max_steps) if self.cfg.max_steps is not None else total
+
+    def batches(self, loader, sampler, ds, per_epoch: int, stop: int):
+        """Yield ``(epoch, batch)`` until step ``stop``; a resumed run starts mid-epoch where its checkpoint left off
+        (the sampler skips the batches already done). The body must call :meth:`backward_step` once per batch."""
+        while self.step < stop:
+            epoch = self.step // per_epoch
+            sampler.set_epoch(epoch, start_batch=self.step - epoch * per_epoch)
+            ds.set_epoch(epoch)
+            for batch in loader:
+                yield epoch, batch
+                if self.step >= stop:
+                    return
+
     def backward_step(self, model: nn.Module, loss: torch.Tensor, opt, sched) -> float:
         """Backward, clip, optimizer and scheduler step; return the gradient norm (before clipping)."""
         opt.zero_grad(set_to_none=True)
@@ -379,6 +395,11 @@ class _Loop:
         row["time_s"] = round(time.time() - self.t0, 3)
         self.history.append(row)
         return row
+
+    def checkpoint_if_due(self, model, opt, sched, epoch: int, stop: int, extra: dict | None = None) -> None:
+        """Checkpoint every ``cfg.checkpoint_every`` steps and at the last step."""
+        if self.step >= stop or (self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0):
+            self.checkpoint(model, opt, sched, epoch, extra)
 
     def checkpoint(self, model, opt, sched, epoch: int, extra: dict | None = None) -> None:
         if self.info.is_main:
@@ -523,7 +544,7 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
         if cfg.validate and (root / "datafiles" / "val.json").is_file():
             val = load_split(root / "datafiles" / "val.json", progress=False, cache=True)
         ddp = loop.wrap(model)
-        stop = min(total, cfg.max_steps) if cfg.max_steps is not None else total
+        stop = loop.stop_step(total)
         G, b = cfg.batch_size, cfg.batch_size // loop.info.world_size
         bar = loop.bar(stop, "pretrain")
         snap_steps = {round(f * total) for f in cfg.snapshots if 0 < f < 1}
@@ -533,39 +554,32 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
                     "steps": loop.step}
 
         model.train()
-        while loop.step < stop:
-            epoch = loop.step // per_epoch
-            sampler.set_epoch(epoch, start_batch=loop.step - epoch * per_epoch)
-            ds.set_epoch(epoch)
-            for batch in loader:
-                audio, video = _to(batch, "audio", loop.device), _to(batch, "video", loop.device)
-                noise_a, noise_v = _mask_noise(model, loop.step, cfg.seed, G, loop.info.rank, b)
-                with autocast(loop.device, loop.amp):
-                    out = ddp(audio, video, cfg.mask_ratio_a, cfg.mask_ratio_v, cfg.mask_mode,
-                              noise_a=noise_a.to(loop.device), noise_v=noise_v.to(loop.device))
-                    loss, loss_c, c_acc = _pretrain_loss(model, out)
-                lr = opt.param_groups[0]["lr"] / opt.param_groups[0]["lr_scale"]
-                gnorm = loop.backward_step(ddp, loss, opt, sched)
-                row = loop.log({"step": loop.step, "epoch": epoch, "lr": lr, "loss": _f(loss),
-                                "loss_mae_a": _f(out.loss_mae_a), "loss_mae_v": _f(out.loss_mae_v),
-                                "loss_c": _f(loss_c), "c_acc": _f(c_acc),
-                                "grad_norm": gnorm}, reduce_keys=("loss", "loss_mae_a", "loss_mae_v", "loss_c",
-                                                                  "c_acc"))
-                bar.update(1)
-                bar.set_postfix(loss=f"{row['loss']:.3f}", c_acc=f"{row['c_acc']:.2f}", refresh=False)
-                if on_step is not None:
-                    on_step(row)
-                end_of_epoch = loop.step % per_epoch == 0
-                if end_of_epoch and val is not None:
-                    v = pretrain_losses(model, val, cfg, amp=loop.amp)
-                    loop.history.append({"step": loop.step, "epoch": epoch,
-                                         **{f"val_{k}": x for k, x in v.items()}})
-                if loop.step in snap_steps and loop.info.is_main:
-                    save_pretrained(model, loop.run_dir / f"model_step{loop.step}", extra=extra(dcfg, ds))
-                if loop.step >= stop or (cfg.checkpoint_every and loop.step % cfg.checkpoint_every == 0):
-                    loop.checkpoint(model, opt, sched, epoch)
-                if loop.step >= stop:
-                    break
+        for epoch, batch in loop.batches(loader, sampler, ds, per_epoch, stop):
+            audio, video = _to(batch, "audio", loop.device), _to(batch, "video", loop.device)
+            noise_a, noise_v = _mask_noise(model, loop.step, cfg.seed, G, loop.info.rank, b)
+            with autocast(loop.device, loop.amp):
+                out = ddp(audio, video, cfg.mask_ratio_a, cfg.mask_ratio_v, cfg.mask_mode,
+                          noise_a=noise_a.to(loop.device), noise_v=noise_v.to(loop.device))
+                loss, loss_c, c_acc = _pretrain_loss(model, out)
+            lr = opt.param_groups[0]["lr"] / opt.param_groups[0]["lr_scale"]
+            gnorm = loop.backward_step(ddp, loss, opt, sched)
+            row = loop.log({"step": loop.step, "epoch": epoch, "lr": lr, "loss": _f(loss),
+                            "loss_mae_a": _f(out.loss_mae_a), "loss_mae_v": _f(out.loss_mae_v),
+                            "loss_c": _f(loss_c), "c_acc": _f(c_acc),
+                            "grad_norm": gnorm}, reduce_keys=("loss", "loss_mae_a", "loss_mae_v", "loss_c",
+                                                              "c_acc"))
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", c_acc=f"{row['c_acc']:.2f}", refresh=False)
+            if on_step is not None:
+                on_step(row)
+            end_of_epoch = loop.step % per_epoch == 0
+            if end_of_epoch and val is not None:
+                v = pretrain_losses(model, val, cfg, amp=loop.amp)
+                loop.history.append({"step": loop.step, "epoch": epoch,
+                                     **{f"val_{k}": x for k, x in v.items()}})
+            if loop.step in snap_steps and loop.info.is_main:
+                save_pretrained(model, loop.run_dir / f"model_step{loop.step}", extra=extra(dcfg, ds))
+            loop.checkpoint_if_due(model, opt, sched, epoch, stop)
         bar.close()
         model_dir = loop.run_dir / "model"
         if loop.info.is_main:
@@ -675,49 +689,42 @@ def finetune(cfg: FinetuneConfig | None = None, on_step: Callable[[dict], None] 
             val_clips = load_split(val_file, modalities=mods, progress=False, cache=True)
         val_every = cfg.val_every or max(1, epochs // 10)
         ddp = loop.wrap(model, find_unused=True)  # e.g. the _a/_v norm sets of blocks_u in multimodal mode
-        stop = min(total, cfg.max_steps) if cfg.max_steps is not None else total
+        stop = loop.stop_step(total)
         frac = f" {cfg.label_fraction:.0%}" if cfg.label_fraction else ""
         bar = loop.bar(stop, f"finetune {cfg.mode}{frac}")
         model.train()
-        while loop.step < stop:
-            epoch = loop.step // per_epoch
-            sampler.set_epoch(epoch, start_batch=loop.step - epoch * per_epoch)
-            ds.set_epoch(epoch)
-            for batch in loader:
-                audio, video = _to(batch, "audio", loop.device), _to(batch, "video", loop.device)
-                y = batch["label"].to(loop.device)
-                with autocast(loop.device, loop.amp):
-                    logits = ddp(audio, video, mode=cfg.mode)
-                loss = _soft_ce(logits, y) if cfg.loss == "ce" else F.binary_cross_entropy_with_logits(
-                    logits.float(), y)
-                lr = opt.param_groups[0]["lr"] / opt.param_groups[0]["lr_scale"]
-                gnorm = loop.backward_step(ddp, loss, opt, sched)
-                acc = float((logits.argmax(-1) == y.argmax(-1)).float().mean())  # vs the (mixed) majority label
-                row = loop.log({"step": loop.step, "epoch": epoch, "lr": lr, "loss": _f(loss),
-                                "train_acc": acc, "grad_norm": gnorm}, reduce_keys=("loss", "train_acc"))
-                bar.update(1)
-                bar.set_postfix(loss=f"{row['loss']:.3f}", refresh=False)
-                if on_step is not None:
-                    on_step(row)
-                if loop.step % per_epoch == 0:  # end of an epoch
-                    e1 = epoch + 1
-                    if cfg.weight_averaging and e1 >= wa_first:
-                        sd = unwrap(model).state_dict()
-                        if wa_sum is None:
-                            wa_sum = {k: v.detach().double().clone() for k, v in sd.items()}
-                        else:
-                            for k, v in sd.items():
-                                wa_sum[k] += v.detach().double()
-                        wa_count += 1
-                    if val_clips is not None and (e1 % val_every == 0 or loop.step >= total):
-                        m = evaluate(model, val_clips, cfg.mode, amp=loop.amp)
-                        loop.history.append({"step": loop.step, "epoch": epoch, "val_acc": m["accuracy"],
-                                             "val_macro_f1": m["macro_f1"], "val_mAP": m["mAP"]})
-                        bar.set_postfix(loss=f"{row['loss']:.3f}", val_acc=f"{m['accuracy']:.1f}", refresh=False)
-                if loop.step >= stop or (cfg.checkpoint_every and loop.step % cfg.checkpoint_every == 0):
-                    loop.checkpoint(model, opt, sched, epoch, {"wa_sum": wa_sum, "wa_count": wa_count})
-                if loop.step >= stop:
-                    break
+        for epoch, batch in loop.batches(loader, sampler, ds, per_epoch, stop):
+            audio, video = _to(batch, "audio", loop.device), _to(batch, "video", loop.device)
+            y = batch["label"].to(loop.device)
+            with autocast(loop.device, loop.amp):
+                logits = ddp(audio, video, mode=cfg.mode)
+            loss = _soft_ce(logits, y) if cfg.loss == "ce" else F.binary_cross_entropy_with_logits(
+                logits.float(), y)
+            lr = opt.param_groups[0]["lr"] / opt.param_groups[0]["lr_scale"]
+            gnorm = loop.backward_step(ddp, loss, opt, sched)
+            acc = float((logits.argmax(-1) == y.argmax(-1)).float().mean())  # vs the (mixed) majority label
+            row = loop.log({"step": loop.step, "epoch": epoch, "lr": lr, "loss": _f(loss),
+                            "train_acc": acc, "grad_norm": gnorm}, reduce_keys=("loss", "train_acc"))
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", refresh=False)
+            if on_step is not None:
+                on_step(row)
+            if loop.step % per_epoch == 0:  # end of an epoch
+                e1 = epoch + 1
+                if cfg.weight_averaging and e1 >= wa_first:
+                    sd = unwrap(model).state_dict()
+                    if wa_sum is None:
+                        wa_sum = {k: v.detach().double().clone() for k, v in sd.items()}
+                    else:
+                        for k, v in sd.items():
+                            wa_sum[k] += v.detach().double()
+                    wa_count += 1
+                if val_clips is not None and (e1 % val_every == 0 or loop.step >= total):
+                    m = evaluate(model, val_clips, cfg.mode, amp=loop.amp)
+                    loop.history.append({"step": loop.step, "epoch": epoch, "val_acc": m["accuracy"],
+                                         "val_macro_f1": m["macro_f1"], "val_mAP": m["mAP"]})
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", val_acc=f"{m['accuracy']:.1f}", refresh=False)
+            loop.checkpoint_if_due(model, opt, sched, epoch, stop, {"wa_sum": wa_sum, "wa_count": wa_count})
         bar.close()
         final: dict[str, Any] = {}
         if cfg.weight_averaging and wa_count > 0 and loop.step >= total:
