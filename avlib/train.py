@@ -55,9 +55,10 @@ from avlib.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from avlib.evaluate import ClipTensors, autocast, evaluate, load_split
 
 __all__ = ["PretrainConfig", "FinetuneConfig", "TrainResult", "WarmupCosine", "param_groups", "layer_id",
-           "resolve_amp", "dataset_root", "pretrain", "pretrain_model", "pretrain_snapshots", "pretrain_losses",
-           "finetune", "label_efficiency", "main_run_dir", "main_pretrain_config", "main_finetune_config",
-           "main_finetune_row", "main_label_efficiency", "run_all", "results_markdown", "main"]
+           "optimizer_and_schedule", "resolve_amp", "dataset_root", "pretrain", "pretrain_model",
+           "pretrain_snapshots", "pretrain_losses", "finetune", "label_efficiency", "main_run_dir",
+           "main_pretrain_config", "main_finetune_config", "main_finetune_row", "main_label_efficiency", "run_all",
+           "results_markdown", "main"]
 
 
 def _prof(name: str, transform: Callable[[Any], Any] = lambda x: x):
@@ -232,6 +233,15 @@ class WarmupCosine:
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def optimizer_and_schedule(model: nn.Module, cfg: PretrainConfig | FinetuneConfig, total_steps: int,
+                           warmup_steps: int, **group_kw: Any) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW over :func:`param_groups` (``cfg.lr``, ``cfg.weight_decay``, ``cfg.betas``; ``group_kw``: e.g.
+    ``layer_decay``, ``head_lr_mult``) and a per-step ``LambdaLR(WarmupCosine)`` down to ``cfg.min_lr``: what both
+    training loops build before they resume."""
+    opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay, **group_kw), lr=cfg.lr, betas=cfg.betas)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(warmup_steps, total_steps, cfg.min_lr / cfg.lr))
+    return opt, sched
+
 def resolve_amp(amp: bool | None, device: torch.device) -> bool:
     """bf16 autocast on? ``None`` = on for CUDA and for CPUs with native bf16 (``env.cpu_supports_bf16``)."""
     if amp is not None:
@@ -325,13 +335,6 @@ class _Loop:
         loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=self.cfg.num_workers,
                                              persistent_workers=False)
         return loader, sampler
-
-    def optimizer(self, model: nn.Module, lr: float, weight_decay: float, steps: int, min_lr: float,
-                  warmup_steps: int, **group_kw) -> tuple[torch.optim.Optimizer, Any]:
-        groups = param_groups(model, lr, weight_decay, **group_kw)
-        opt = torch.optim.AdamW(groups, lr=lr, betas=self.cfg.betas)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(warmup_steps, steps, min_lr / lr))
-        return opt, sched
 
     def maybe_resume(self, model: nn.Module, opt, sched) -> dict:
         ck = latest_checkpoint(self.run_dir) if self.cfg.resume else None
@@ -537,8 +540,7 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
         loader, sampler = loop.loader(ds, drop_last=True)
         per_epoch = len(sampler)
         total = per_epoch * cfg.epochs
-        opt, sched = loop.optimizer(model, cfg.lr, cfg.weight_decay, total, cfg.min_lr,
-                                    round(cfg.warmup_epochs * per_epoch))
+        opt, sched = optimizer_and_schedule(model, cfg, total, round(cfg.warmup_epochs * per_epoch))
         loop.maybe_resume(model, opt, sched)
         val = None
         if cfg.validate and (root / "datafiles" / "val.json").is_file():
@@ -677,9 +679,8 @@ def finetune(cfg: FinetuneConfig | None = None, on_step: Callable[[dict], None] 
         per_epoch = len(sampler)
         epochs = max(cfg.epochs, math.ceil(cfg.min_steps / per_epoch))
         total = per_epoch * epochs
-        opt, sched = loop.optimizer(model, cfg.lr, cfg.weight_decay, total, cfg.min_lr,
-                                    round(cfg.warmup_epochs * per_epoch), layer_decay=cfg.layer_decay,
-                                    head_lr_mult=cfg.head_lr_mult)
+        opt, sched = optimizer_and_schedule(model, cfg, total, round(cfg.warmup_epochs * per_epoch),
+                                            layer_decay=cfg.layer_decay, head_lr_mult=cfg.head_lr_mult)
         wa_first = math.floor(cfg.wa_from * epochs) + 1  # 1-based, as the reference's wa_start
         extra = loop.maybe_resume(model, opt, sched)
         wa_sum: dict[str, torch.Tensor] | None = extra.get("wa_sum")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from avlib.checks import FAIL, OK, SKIP, scalar
+from avlib.checks import FAIL, OK, run, scalar
 from avlib.losses import mae_loss, normalize_patches
 from avlib.models.mae import add_mask_tokens as _ref_add_mask_tokens
 
@@ -30,16 +30,6 @@ def _example(B: int = 2, L: int = 12, P: int = 16, seed: int = 0) -> tuple[torch
     mask = torch.zeros(B, L)
     mask.scatter_(1, noise.argsort(1)[:, L // 4:], 1.0)  # [B, L], 1 = masked (the 9 highest-noise tokens)
     return pred, target, mask
-
-
-def _call(fn: Callable, name: str, *args, **kwargs) -> tuple[bool, object]:
-    """``(skipped, result_or_exception_message)``."""
-    try:
-        return False, fn(*args, **kwargs)
-    except NotImplementedError:
-        return True, None
-    except Exception as e:  # noqa: BLE001 - the learner's bug is reported, not raised
-        return False, f"{name} raised {type(e).__name__}: {e}"
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
@@ -97,12 +87,8 @@ def masked_mse(fn: Callable[..., torch.Tensor]) -> bool:
     name = "masked_mse"
     cases = [(_example(seed=0), True), (_example(seed=0), False), (_example(B=3, L=8, P=4, seed=1), True)]
     for (pred, target, mask), norm_pix in cases:
-        skipped, got = _call(fn, name, pred.clone(), target.clone(), mask.clone(), norm_pix=norm_pix)
-        if skipped:
-            print(f"{SKIP} {name}: not implemented yet - the notebook continues with avlib.losses.mae_loss.")
-            return False
-        if isinstance(got, str):
-            print(f"{FAIL} {got}")
+        ran, got = run(name, fn, pred.clone(), target.clone(), mask.clone(), norm_pix=norm_pix)
+        if not ran:
             return False
         got = scalar(name, got, "average over the pixels of each patch, then over the masked patches of the "
                                 "whole batch.")
@@ -116,8 +102,10 @@ def masked_mse(fn: Callable[..., torch.Tensor]) -> bool:
     # the loss must not depend on the predictions of visible patches
     pred, target, mask = _example(seed=2)
     moved = torch.where(mask.bool().unsqueeze(-1), pred, pred + 10.0)
-    _, a = _call(fn, name, pred, target, mask, norm_pix=True)
-    _, b = _call(fn, name, moved, target, mask, norm_pix=True)
+    ran_a, a = run(name, fn, pred, target, mask, norm_pix=True)
+    ran_b, b = run(name, fn, moved, target, mask, norm_pix=True)
+    if not (ran_a and ran_b):
+        return False
     tensors = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
     if not (tensors and _close(a.reshape(()), b.reshape(()))):
         print(f"{FAIL} {name}: changing the predictions of *visible* patches changed the loss; "
@@ -136,12 +124,8 @@ def add_mask_tokens(fn: Callable[..., torch.Tensor]) -> bool:
     ids_restore = torch.argsort(ids_shuffle, dim=1)  # [B, L]
     x = torch.randn(B, n, D, generator=g)  # visible tokens, encoder order
     token = torch.full((1, 1, D), -7.0)
-    skipped, got = _call(fn, name, x.clone(), token.clone(), ids_restore.clone())
-    if skipped:
-        print(f"{SKIP} {name}: not implemented yet - the notebook continues with avlib's version.")
-        return False
-    if isinstance(got, str):
-        print(f"{FAIL} {got}")
+    ran, got = run(name, fn, x.clone(), token.clone(), ids_restore.clone())
+    if not ran:
         return False
     expected = _ref_add_mask_tokens(x, token, ids_restore)  # [B, L, D]
     if not isinstance(got, torch.Tensor) or got.shape != expected.shape:

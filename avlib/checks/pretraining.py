@@ -23,7 +23,7 @@ import torch
 
 from avlib.checks import FAIL, OK, SKIP, run
 
-__all__ = ["lr_schedule", "resume", "resume_config", "build_optimizer"]
+__all__ = ["lr_schedule", "resume", "resume_config"]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -152,15 +152,6 @@ def resume_config(run_dir: str | Path, steps: int = 4, checkpoint_every: int = 2
                           snapshots=(), device="cpu")
 
 
-def build_optimizer(model: torch.nn.Module, cfg: Any, total_steps: int, warmup_steps: int):
-    """AdamW + ``LambdaLR(WarmupCosine)`` as :func:`avlib.train.pretrain` builds them (before any resume)."""
-    from avlib.train import WarmupCosine, param_groups
-
-    opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(warmup_steps, total_steps, cfg.min_lr / cfg.lr))
-    return opt, sched
-
-
 class _Runs:
     """An uninterrupted run and a killed one (kept in a temporary folder for the life of the process)."""
 
@@ -189,10 +180,10 @@ class _Runs:
 
     def fresh(self):
         """Model, optimizer and scheduler exactly as the loop builds them before resuming."""
-        from avlib.train import pretrain_model
+        from avlib.train import optimizer_and_schedule, pretrain_model
 
         model = pretrain_model(self.cfg)
-        return (model, *build_optimizer(model, self.cfg, self.total, self.warmup))
+        return (model, *optimizer_and_schedule(model, self.cfg, self.total, self.warmup))
 
     def new_dir(self) -> Path:
         self.count += 1
@@ -234,7 +225,7 @@ def resume(fn: Callable[..., int], steps: int = 4, kill_at: int = 3, checkpoint_
     the restored state ends with exactly the weights of an uninterrupted ``steps``-step run."""
     from avlib import env
     from avlib.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-    from avlib.train import pretrain, pretrain_model
+    from avlib.train import optimizer_and_schedule, pretrain, pretrain_model
 
     name = "resume"
     saved_rng = rng_state()
@@ -243,7 +234,7 @@ def resume(fn: Callable[..., int], steps: int = 4, kill_at: int = 3, checkpoint_
         with tempfile.TemporaryDirectory(prefix="avlib-resume-empty-") as empty:
             cfg = resume_config(empty, steps, checkpoint_every, batch_size)
             model = pretrain_model(cfg)
-            opt, sched = build_optimizer(model, cfg, 100, 10)
+            opt, sched = optimizer_and_schedule(model, cfg, 100, 10)
             before = {k: v.clone() for k, v in model.state_dict().items()}
             try:
                 got = fn(Path(empty), model, opt, sched)
