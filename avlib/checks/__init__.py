@@ -83,6 +83,16 @@ def scalar(name: str, got: Any, how: str) -> torch.Tensor | None:
     return got.reshape(())
 
 
+def first_hint(got: torch.Tensor, candidates: list[tuple[torch.Tensor, str]], default: str) -> str:
+    """The hint of the first known mistake whose value ``got`` equals (to 1e-5), else ``default``.
+
+    ``candidates`` pairs what a typical mistake computes on the check's inputs with the hint that names it."""
+    for value, hint in candidates:
+        if torch.allclose(got.double(), value.double(), atol=1e-5, rtol=1e-5):
+            return hint
+    return default
+
+
 def _mismatch(got: Any, expected: Any, atol: float) -> str | None:
     """``None`` if ``got`` matches ``expected``, else a one-line description of the first difference."""
     if isinstance(expected, (tuple, list)):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from avlib.checks import FAIL, OK, run, scalar
+from avlib.checks import FAIL, OK, first_hint, run, scalar
 from avlib.losses import info_nce
 
 __all__ = ["symmetric_info_nce"]
@@ -59,11 +59,9 @@ def _hint(got: torch.Tensor, a: torch.Tensor, v: torch.Tensor, t: float) -> str:
          "take the log of the probabilities: log_softmax, not softmax."),
         (both(logits) * B, "average over the B pairs of the batch (.mean()), do not sum."),
     ]
-    for value, hint in candidates:
-        if torch.allclose(got.double(), value.double(), atol=1e-5, rtol=1e-5):
-            return hint
-    return ("compute S = normalize(a) @ normalize(v).T / temperature, then the mean of "
-            "-diag(log_softmax(S, dim=0)) and -diag(log_softmax(S, dim=1)), averaged.")
+    default = ("compute S = normalize(a) @ normalize(v).T / temperature, then the mean of "
+                "-diag(log_softmax(S, dim=0)) and -diag(log_softmax(S, dim=1)), averaged.")
+    return first_hint(got, candidates, default)
 
 
 def symmetric_info_nce(fn: Callable[..., torch.Tensor]) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from avlib.checks import FAIL, OK, run, scalar
+from avlib.checks import FAIL, OK, first_hint, run, scalar
 from avlib.losses import mae_loss, normalize_patches
 from avlib.models.mae import add_mask_tokens as _ref_add_mask_tokens
 
@@ -74,11 +74,9 @@ def _loss_hint(got: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, mask
         (masked_mean((pred - t).abs().mean(-1)), "square the error: this is a mean *squared* error."),
         ((err * mask).sum(), "divide the masked sum by mask.sum() to get a mean."),
     ]
-    for value, hint in candidates:
-        if torch.allclose(got.double(), value.double(), atol=1e-5, rtol=1e-5):
-            return hint
-    return ("compute err = ((pred - target) ** 2).mean(dim=-1) per patch [B, L], "
-            "then (err * mask).sum() / mask.sum().")
+    default = ("compute err = ((pred - target) ** 2).mean(dim=-1) per patch [B, L], "
+                "then (err * mask).sum() / mask.sum().")
+    return first_hint(got, candidates, default)
 
 
 def masked_mse(fn: Callable[..., torch.Tensor]) -> bool:
