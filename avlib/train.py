@@ -319,6 +319,7 @@ class _Loop:
             (self.run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         self.history: list[dict] = []
         self.step = 0
+        self.start_step = 0  # where this call began (> 0 after a resume)
         self._lock = _lock_run_dir(self.run_dir) if self.info.is_main else None
         self.t0 = time.time()
 
@@ -348,7 +349,7 @@ class _Loop:
             raise ValueError(f"{env.display_path(ck)} was written with a different config ({', '.join(diff)}: "
                              f"{', '.join(f'{saved[k]!r} -> {now[k]!r}' for k in diff)}). Use another run_dir, "
                              f"delete that folder, or pass resume=False to start over.")
-        self.step = state["step"]
+        self.step = self.start_step = state["step"]
         self.history = state["extra"].get("history", [])
         return state["extra"]
 
@@ -398,6 +399,11 @@ class _Loop:
         row["time_s"] = round(time.time() - self.t0, 3)
         self.history.append(row)
         return row
+
+    def must_save(self, model_dir: Path) -> bool:
+        """Whether to write the final model: on the main rank, unless this call only reloaded a finished run whose
+        model is already saved (a second writer could otherwise be caught half-way by a reader)."""
+        return self.info.is_main and (self.step > self.start_step or not (model_dir / "config.json").is_file())
 
     def checkpoint_if_due(self, model, opt, sched, epoch: int, stop: int, extra: dict | None = None) -> None:
         """Checkpoint every ``cfg.checkpoint_every`` steps and at the last step."""
@@ -584,7 +590,7 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
             loop.checkpoint_if_due(model, opt, sched, epoch, stop)
         bar.close()
         model_dir = loop.run_dir / "model"
-        if loop.info.is_main:
+        if loop.must_save(model_dir):
             save_pretrained(model, model_dir, extra=extra(dcfg, ds))
             _write_history(loop.run_dir, loop.history)
         dist.barrier()
@@ -739,7 +745,7 @@ def finetune(cfg: FinetuneConfig | None = None, on_step: Callable[[dict], None] 
             loop.history.append({"step": loop.step, "epoch": epochs - 1, "final_val_acc": m["accuracy"],
                                  "final_val_macro_f1": m["macro_f1"]})
         model_dir = loop.run_dir / "model"
-        if loop.info.is_main:
+        if loop.must_save(model_dir):
             save_pretrained(unwrap(model), model_dir, extra={
                 "mode": cfg.mode, "class_names": list(ds.labels.names), "preprocessing": _preprocessing(dcfg, ds),
                 "train_config": cfg.to_dict(), "steps": loop.step, "train_clips": len(ds)})

@@ -317,3 +317,17 @@ def test_main_job_on_ci(tmp_path, ci_data, monkeypatch):
                                  finetune_cfg=T.FinetuneConfig(progress=False))
     assert le == res["label_efficiency"]
     assert sorted(p.name for p in (tmp_path / "label_efficiency").iterdir()) == ["pretrained_0.25", "scratch_0.25"]
+
+
+def test_reloading_a_finished_run_does_not_rewrite_its_model(ci_data, tmp_path):
+    cfg = _pre(ci_data, tmp_path, max_steps=2)
+    first = T.pretrain(cfg)
+    weights = first.model_dir / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    again = T.pretrain(cfg)
+    assert again.steps == 2 and weights.stat().st_mtime_ns == stamp
+    sa, sb = first.model.state_dict(), again.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    weights.unlink()
+    (first.model_dir / "config.json").unlink()
+    assert T.pretrain(cfg).steps == 2 and weights.is_file()  # a missing model is written again
