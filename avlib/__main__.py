@@ -18,7 +18,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("avlib.data.orchestra", "main"),
     "data-report": ("avlib.data.report", "main"),
-    "run": ("avlib.train", "main"),
+    "run": ("avlib.experiments", "main"),
     "predict": ("avlib.predict", "main"),
     "bench": ("avlib.bench", "main"),
 }

@@ -7,9 +7,12 @@ import math
 import pytest
 import torch
 
+from avlib import env
+from avlib import experiments as X
 from avlib import train as T
 from avlib.losses import contrastive_logits
 from avlib.models import create_model
+from avlib.train import finetuning, loop, pretraining
 
 SMALL = dict(audio_length=96, img_size=64)
 
@@ -103,7 +106,7 @@ def test_contrastive_term_is_float32_under_bf16_autocast():
     a, v = torch.randn(4, 96, 128), torch.randn(4, 3, 64, 64)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = m(a, v, generator=torch.Generator().manual_seed(0))
-        loss, loss_c, c_acc = T._pretrain_loss(m, out)
+        loss, loss_c, c_acc = pretraining._pretrain_loss(m, out)
         naive = contrastive_logits(out.latent_c_a.mean(1), out.latent_c_v.mean(1), 0.05)
     assert naive.dtype == torch.bfloat16  # what autocast alone would give
     assert out.contrast_logits.dtype == torch.float32 and out.loss_c_unweighted.dtype == torch.float32
@@ -197,7 +200,7 @@ def _assert_unlocked(run_dir):
 def test_run_dir_lock_serialises_processes(tmp_path):
     import fcntl
 
-    held = T._lock_run_dir(tmp_path)
+    held = loop._lock_run_dir(tmp_path)
     with open(tmp_path / ".lock", "w") as g:
         with pytest.raises(BlockingIOError):
             fcntl.flock(g, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -220,7 +223,7 @@ def test_resume_accepts_the_same_pretrained_weights_by_another_path(ci_data, tmp
     cfg = _ft(ci_data, tmp_path / "ft", pretrained=str(pre.model_dir), max_steps=1, weight_averaging=False,
               val_split=None, checkpoint_every=1)
     T.finetune(cfg)
-    monkeypatch.setattr(T.env, "ROOT", tmp_path)  # the "repository" is now tmp_path: the same model, relative
+    monkeypatch.setattr(env, "ROOT", tmp_path)  # the "repository" is now tmp_path: the same model, relative
     assert T.finetune(cfg.replace(pretrained=str(tmp_path / "pre" / "model"), max_steps=2)).steps == 2
     with pytest.raises(ValueError, match="pretrained"):
         T.finetune(cfg.replace(pretrained=None, max_steps=3))
@@ -236,8 +239,8 @@ def pretrained_dir(ci_data, tmp_path_factory):
 def test_finetune_from_pretrained_and_weight_averaging(ci_data, tmp_path, pretrained_dir, monkeypatch):
     per_epoch = math.ceil(52 / 8)
     models, snaps = [], []
-    build = T._finetune_model
-    monkeypatch.setattr(T, "_finetune_model", lambda *a, **k: models.append(build(*a, **k)) or models[-1])
+    build = finetuning._finetune_model
+    monkeypatch.setattr(finetuning, "_finetune_model", lambda *a, **k: models.append(build(*a, **k)) or models[-1])
 
     def snapshot(row):  # after the last step of each epoch: the weights that get averaged
         if row["step"] % per_epoch == 0:
@@ -289,7 +292,7 @@ def test_main_job_on_ci(tmp_path, ci_data, monkeypatch):
     from pathlib import Path
 
     monkeypatch.setenv("AVLIB_DATA", str(Path(ci_data).parent))  # the dataset the fixture made
-    res = T.run_all("ci", out_dir=tmp_path, fractions=(0.25,), progress=False)
+    res = X.run_all("ci", out_dir=tmp_path, fractions=(0.25,), progress=False)
     assert [(r["init"], r["fine-tune"]) for r in res["main"]] == [
         (i, m) for i in ("pretrained", "scratch") for m in ("AV", "A", "V")]
     assert [r["test input"] for r in res["ablation"]] == ["multimodal", "audioonly", "videoonly",
@@ -308,12 +311,12 @@ def test_main_job_on_ci(tmp_path, ci_data, monkeypatch):
     test = load_split(Path(ci_data) / "datafiles" / "test.json", frames="all", progress=False, cache=True)
     rows, runs = [], {}
     for init in ("pretrained", "scratch"):
-        for mode in T.FT_MODES_MAIN:
-            runs[(init, mode)] = T.finetune(T.main_finetune_config(init, mode, tmp_path, progress=False))
-            assert runs[(init, mode)].run_dir == tmp_path / f"finetune_{init}_{T._SHORT[mode]}"
-            rows.append(T.main_finetune_row(init, mode, runs[(init, mode)], test))
+        for mode in X.FT_MODES_MAIN:
+            runs[(init, mode)] = T.finetune(X.main_finetune_config(init, mode, tmp_path, progress=False))
+            assert runs[(init, mode)].run_dir == tmp_path / f"finetune_{init}_{X._SHORT[mode]}"
+            rows.append(X.main_finetune_row(init, mode, runs[(init, mode)], test))
     assert rows == res["main"]
-    le = T.main_label_efficiency(rows, runs, test, fractions=(0.25,), out=tmp_path,
+    le = X.main_label_efficiency(rows, runs, test, fractions=(0.25,), out=tmp_path,
                                  finetune_cfg=T.FinetuneConfig(progress=False))
     assert le == res["label_efficiency"]
     assert sorted(p.name for p in (tmp_path / "label_efficiency").iterdir()) == ["pretrained_0.25", "scratch_0.25"]
@@ -331,3 +334,14 @@ def test_reloading_a_finished_run_does_not_rewrite_its_model(ci_data, tmp_path):
     weights.unlink()
     (first.model_dir / "config.json").unlink()
     assert T.pretrain(cfg).steps == 2 and weights.is_file()  # a missing model is written again
+
+
+def test_main_job_names_stay_importable_from_train():
+    """The main job lives in avlib.experiments; `from avlib.train import main_finetune_config` (notebooks, user
+    code) still gives the same objects."""
+    from avlib.train import FT_MODES_MAIN, main_finetune_config, run_all
+
+    assert main_finetune_config is X.main_finetune_config and run_all is X.run_all
+    assert FT_MODES_MAIN == X.FT_MODES_MAIN
+    with pytest.raises(AttributeError):
+        T.no_such_name  # noqa: B018

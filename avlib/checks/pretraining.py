@@ -191,7 +191,8 @@ class _Runs:
 
 
 def _datasets(cfg: Any) -> list:
-    from avlib.train import _pretrain_datasets, dataset_root
+    from avlib.train.loop import dataset_root
+    from avlib.train.pretraining import _pretrain_datasets
 
     return _pretrain_datasets(cfg, dataset_root(cfg.data))
 
