@@ -7,8 +7,12 @@
 
 Solutions are authored in ``solutions/``. In a code cell, the lines between ``### BEGIN SOLUTION`` and
 ``### END SOLUTION`` become ``# YOUR CODE HERE`` + ``raise NotImplementedError`` (at the indentation of the BEGIN
-marker). Such exercise cells, and cells whose first line is ``# SELF-CHECK``, get ``# NBVAL_SKIP`` in the twin
-(replacing a ``# NBVAL_CHECK_OUTPUT`` marker). Twins carry no outputs and no execution counts.
+marker). Such exercise cells, and cells whose first line is ``# SELF-CHECK``, get the ``nbval-skip`` cell tag in
+the twin (replacing ``nbval-check-output``). Twins carry no outputs, no execution counts and no metadata but the
+cell tags.
+
+nbval markers are cell tags (``nbval-check-output``, ``nbval-ignore-output``, ``nbval-skip``,
+``raises-exception``), never ``# NBVAL_*`` comments in the code learners read.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ SOLUTIONS, EXERCISES = ROOT / "solutions", ROOT / "notebooks"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 SELF_CHECK = "# SELF-CHECK"
 _BEGIN_RE = re.compile(r"^(\s*)### BEGIN SOLUTION\s*$")
+CHECK, IGNORE, SKIP, RAISES = "nbval-check-output", "nbval-ignore-output", "nbval-skip", "raises-exception"
+NBVAL_TAGS = (CHECK, IGNORE, SKIP, RAISES)
 
 
 def strip_solutions(source: str, where: str) -> tuple[str, bool]:
@@ -56,14 +62,18 @@ def exercise_twin(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode
     for i, cell in enumerate(twin.cells):
         cell.pop("id", None)
         if cell.cell_type != "code":
+            tags = list(cell.metadata.get("tags", []))
+            cell.metadata = {"tags": tags} if tags else {}
             continue
         src, is_exercise = strip_solutions(cell.source, f"{name} cell {i}")
+        if "# NBVAL_" in src:
+            raise SystemExit(f"{name} cell {i}: use cell tags ({', '.join(NBVAL_TAGS)}), not '# NBVAL_*' comments")
+        tags = list(cell.metadata.get("tags", []))
         lines = src.splitlines()
         if is_exercise or (lines and lines[0].strip() == SELF_CHECK):
-            lines = [ln for ln in lines if ln.strip() not in ("# NBVAL_CHECK_OUTPUT", "# NBVAL_SKIP")]
-            lines.insert(0, "# NBVAL_SKIP")
-        cell.source = "\n".join(lines)
-        cell.outputs, cell.execution_count, cell.metadata = [], None, {}
+            tags = [t for t in tags if t not in (CHECK, IGNORE, SKIP)] + [SKIP]
+        cell.source = src
+        cell.outputs, cell.execution_count, cell.metadata = [], None, ({"tags": tags} if tags else {})
     twin.metadata = {"kernelspec": nb.metadata.get("kernelspec", {}),
                      "language_info": {"name": "python"}}
     twin.nbformat_minor = 5

@@ -36,18 +36,24 @@ def test_solution_regions_become_stubs():
     out, found = nbtool.strip_solutions(src, "t")
     assert found
     assert out == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError\n\nprint(f)"
+    check = {"tags": ["nbval-check-output"]}
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\n" + src, execution_count=1,
+        nbformat.v4.new_code_cell(src, execution_count=1, metadata=dict(check),
                                   outputs=[nbformat.v4.new_output("stream", text="hi")]),
-        nbformat.v4.new_code_cell("# SELF-CHECK\n# NBVAL_CHECK_OUTPUT\ncheck(f)"),
-        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("# SELF-CHECK\ncheck(f)", metadata=dict(check)),
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["nbval-ignore-output"], "execution": {"iopub.status.busy": "t"}}),
+        nbformat.v4.new_markdown_cell("# Title", metadata={"tags": ["course-header"], "foo": "x"}),
     ])
     twin = nbtool.exercise_twin(nb, "05_masking.ipynb")
-    assert [c.source.splitlines()[0] for c in twin.cells] == ["# NBVAL_SKIP", "# NBVAL_SKIP", "x = 1"]
-    assert "NBVAL_CHECK_OUTPUT" not in twin.cells[0].source
-    assert all(c.outputs == [] and c.execution_count is None for c in twin.cells)
+    assert [c.metadata.get("tags") for c in twin.cells] == [
+        ["nbval-skip"], ["nbval-skip"], ["nbval-ignore-output"], ["course-header"]]
+    assert twin.cells[0].source.startswith("def f(x):") and "YOUR CODE HERE" in twin.cells[0].source
+    assert all(c.outputs == [] and c.execution_count is None for c in twin.cells if c.cell_type == "code")
     with pytest.raises(SystemExit, match="never closed"):
         nbtool.strip_solutions("### BEGIN SOLUTION\nx = 1", "t")
+    with pytest.raises(SystemExit, match="cell tags"):
+        nbtool.exercise_twin(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("# NBVAL_SKIP\nx = 1")]),
+                             "05_masking.ipynb")
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
