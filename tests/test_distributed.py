@@ -142,13 +142,12 @@ def _pretrain_worker(rank: int, world: int, port: int, data: str, out_dir: str) 
 
 
 @pytest.mark.slow
-def test_ddp_pretraining_equals_one_process_on_the_global_batch(tmp_path, monkeypatch):
+def test_ddp_pretraining_equals_one_process_on_the_global_batch(tmp_path, monkeypatch, ci_data):
     """Holds: same batches (rank r gets rows [r*b, (r+1)*b) of each global batch), same masks (global noise
     sliced per rank), contrastive negatives all-gathered, MAE loss a mean over equal per-rank counts, DDP
     averaging -> the same losses and updates as one process, up to float summation order."""
-    orchestra = pytest.importorskip("avlib.data.orchestra")
     monkeypatch.setenv("AVLIB_PROFILE", "ci")
-    data = orchestra.generate("ci", progress=False)
+    data = ci_data
     mp.spawn(_pretrain_worker, args=(2, _free_port(), str(data), str(tmp_path)), nprocs=2, join=True)
     ddp = torch.load(tmp_path / "ddp.pt")
     from avlib.train import pretrain

@@ -97,9 +97,8 @@ def test_clip_tensors_helpers():
     assert table.splitlines()[2] == "| 1.2 | x |" and table.splitlines()[3] == "| 2.0 |  |"
 
 
-def test_load_split_on_ci_data_and_cache():
-    orchestra = pytest.importorskip("avlib.data.orchestra")
-    root = orchestra.generate("ci", progress=False)
+def test_load_split_on_ci_data_and_cache(ci_data):
+    root = ci_data
     clips = E.load_split(root / "datafiles" / "test.json", frames="all", progress=False, cache=True)
     assert clips.audio.shape == (len(clips), 96, 128) and clips.video.shape[1:] == (10, 3, 64, 64)
     assert len(clips.class_names) == clips.labels.shape[1] == 13

@@ -10,12 +10,6 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 SMALL = dict(audio_length=96, img_size=64)
 
 
-@pytest.fixture(scope="module")
-def ci_data():
-    orchestra = pytest.importorskip("avlib.data.orchestra")
-    return orchestra.generate("ci", progress=False)
-
-
 def _inputs(b: int = 3, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(b, 96, 128, generator=g), torch.randn(b, 3, 64, 64, generator=g)

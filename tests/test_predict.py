@@ -10,12 +10,6 @@ from avlib import train as T
 from avlib.predict import load_input, main, predict
 
 
-@pytest.fixture(scope="module")
-def ci_data():
-    orchestra = pytest.importorskip("avlib.data.orchestra")
-    return orchestra.generate("ci", progress=False)
-
-
 def _model(ci_data, tmp_path_factory, mode):
     d = tmp_path_factory.mktemp(f"model_{mode}")
     cfg = T.FinetuneConfig(data=str(ci_data), run_dir=str(d), mode=mode, max_steps=1, batch_size=8, amp=False,

@@ -17,21 +17,14 @@ from avlib.train import finetuning, loop, pretraining
 SMALL = dict(audio_length=96, img_size=64)
 
 
-@pytest.fixture(scope="module")
-def ci_data():
-    """The `ci` orchestra (generated once, then reused from data/generated/ci)."""
-    orchestra = pytest.importorskip("avlib.data.orchestra")
-    return str(orchestra.generate("ci", progress=False))
-
-
 def _pre(ci_data, tmp_path, **kw):
-    base = dict(data=ci_data, run_dir=str(tmp_path), epochs=1, batch_size=8, amp=False, progress=False,
+    base = dict(data=str(ci_data), run_dir=str(tmp_path), epochs=1, batch_size=8, amp=False, progress=False,
                 splits=("train",), validate=False)
     return T.PretrainConfig(**(base | kw))
 
 
 def _ft(ci_data, tmp_path, **kw):
-    base = dict(data=ci_data, run_dir=str(tmp_path), epochs=1, batch_size=8, amp=False, progress=False)
+    base = dict(data=str(ci_data), run_dir=str(tmp_path), epochs=1, batch_size=8, amp=False, progress=False)
     return T.FinetuneConfig(**(base | kw))
 
 
