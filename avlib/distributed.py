@@ -161,8 +161,15 @@ def barrier() -> None:
 
 class GlobalBatchSampler(torch.utils.data.Sampler[list[int]]):
     """Deterministic batches: a fresh permutation of ``n`` items per epoch (seeded by ``seed + epoch``), cut
-    into global batches of ``global_batch`` (the ragged end is dropped when ``drop_last``); rank ``r`` of
-    ``world`` gets rows ``[r·b, (r+1)·b)`` of each global batch, ``b = global_batch / world``.
+    into global batches of ``global_batch``; rank ``r`` of ``world`` gets rows ``[r·b, (r+1)·b)`` of each
+    global batch, ``b = global_batch / world``.
+
+    The ragged end (the last ``n mod global_batch`` items) is dropped when ``drop_last``. Otherwise it is
+    **trimmed** to a multiple of ``world`` (at most ``world - 1`` items of that epoch's permutation are
+    dropped; none on one process) and split into equal contiguous shares, and if fewer items than ranks are
+    left the batch is dropped. So every rank yields the same number of equal-sized batches in every epoch
+    (DDP's all-reduce never waits for a rank that has run out) and, as DDP averages the ranks' gradients,
+    each update equals one process on the same (trimmed) global batch. Nothing is padded: no item counts twice.
 
     ``set_epoch(e, start_batch=k)`` skips the first ``k`` batches (resuming mid-epoch). ``shuffle=False``
     keeps the dataset order (evaluation).
@@ -183,22 +190,19 @@ class GlobalBatchSampler(torch.utils.data.Sampler[list[int]]):
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         self.epoch, self.start_batch = epoch, start_batch
 
+    def _num_batches(self) -> int:
+        full, rest = divmod(self.n, self.global_batch)
+        return full + (0 if self.drop_last or rest < self.world else 1)  # a ragged end of < world items: dropped
+
     def __len__(self) -> int:
-        full = self.n // self.global_batch if self.drop_last else -(-self.n // self.global_batch)
-        return max(0, full - self.start_batch)
+        return max(0, self._num_batches() - self.start_batch)
 
     def __iter__(self) -> Iterator[list[int]]:
         if self.shuffle:
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         else:
             order = torch.arange(self.n)
-        b = self.global_batch // self.world
-        n_batches = self.n // self.global_batch if self.drop_last else -(-self.n // self.global_batch)
-        for i in range(self.start_batch, n_batches):
-            batch = order[i * self.global_batch:(i + 1) * self.global_batch]
-            if len(batch) < self.global_batch:  # ragged end (drop_last=False): split evenly
-                part = batch.tensor_split(self.world)[self.rank]
-            else:
-                part = batch[self.rank * b:(self.rank + 1) * b]
-            if len(part):
-                yield part.tolist()
+        for i in range(self.start_batch, self._num_batches()):
+            batch = order[i * self.global_batch:(i + 1) * self.global_batch]  # [global_batch] or the ragged end
+            b = len(batch) // self.world  # the ragged end is trimmed to b * world items, b >= 1
+            yield batch[self.rank * b:(self.rank + 1) * b].tolist()

@@ -44,6 +44,26 @@ def test_sampler_no_shuffle_keeps_order_and_ragged_end():
     assert halves[0][-1] == [8] and halves[1][-1] == [9]
 
 
+@pytest.mark.parametrize(("n", "global_batch", "world"), [(13, 4, 2), (15, 4, 2), (10, 8, 4), (1300, 48, 8),
+                                                          (11, 4, 4)])
+def test_sampler_every_rank_gets_the_same_batches_count(n, global_batch, world):
+    """The ragged end is trimmed to a multiple of world (dropped if fewer items than ranks are left): every rank
+    yields len(sampler) equal-sized batches, together a prefix of the single-process batch, in order."""
+    single = list(D.GlobalBatchSampler(n, global_batch, seed=1, drop_last=False))
+    ranks = [D.GlobalBatchSampler(n, global_batch, rank=r, world=world, seed=1, drop_last=False)
+             for r in range(world)]
+    got = [list(s) for s in ranks]
+    assert {len(s) for s in ranks} == {len(g) for g in got} == {len(got[0])}  # the same count everywhere
+    rest = n % global_batch
+    assert len(got[0]) == n // global_batch + (rest >= world)
+    for i, parts in enumerate(zip(*got, strict=True)):
+        assert len({len(p) for p in parts}) == 1 and len(parts[0]) >= 1  # equal, non-empty shares
+        joined = sum(parts, [])
+        assert joined == single[i][:len(joined)] and len(single[i]) - len(joined) < world
+    ranks[0].set_epoch(0, start_batch=len(got[0]) - 1)
+    assert len(ranks[0]) == 1 and list(ranks[0]) == got[0][-1:]
+
+
 def test_sampler_clear_errors():
     with pytest.raises(ValueError, match="divisible"):
         D.GlobalBatchSampler(10, 5, world=2)
@@ -170,3 +190,73 @@ def test_info_nce_all_gather_equals_single_process_loss():
         loss, acc = D.info_nce_all_gather(a, v, 0.05, bi)
         torch.testing.assert_close(loss, info_nce(a, v, 0.05, bi))
         torch.testing.assert_close(acc, contrastive_accuracy(a, v, bi))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the real fine-tuning loop on 2 processes: a ragged last batch, and equality with one process
+# ---------------------------------------------------------------------------------------------------------
+# ci train split: 52 clips. label_fraction 0.25 -> 13 clips, batch 4: a last batch of 1 item for 2 ranks (it used
+# to leave rank 1 without a batch, and rank 0 waiting forever in DDP's all-reduce). label_fraction 0.5 -> 26
+# clips, batch 8: 3 full batches + a last one of 2 items, one per rank, as one process sees it.
+_FT_RUNS = {"ragged": dict(label_fraction=0.25, batch_size=4), "equal": dict(label_fraction=0.5, batch_size=8)}
+
+
+def _finetune_cfg(data, run_dir, name):
+    from avlib.train import FinetuneConfig
+
+    return FinetuneConfig(data=str(data), run_dir=str(run_dir), epochs=1, amp=False, progress=False,
+                          val_split=None, checkpoint_every=0, weight_averaging=False, **_FT_RUNS[name])
+
+
+def _finetune_worker(rank: int, world: int, port: int, data: str, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), AVLIB_PROFILE="ci", AVLIB_DEVICE="cpu")
+    torch.set_num_threads(1)
+    from avlib.train import finetune
+
+    for name in _FT_RUNS:
+        r = finetune(_finetune_cfg(data, os.path.join(out_dir, name), name))
+        torch.save({"state": r.model.state_dict(), "history": r.history, "steps": r.steps},
+                   os.path.join(out_dir, f"{name}_rank{rank}.pt"))
+    D.cleanup()
+
+
+@pytest.fixture(scope="module")
+def ddp_finetune(ci_data, tmp_path_factory):
+    """Both fine-tuning runs of _FT_RUNS on 2 gloo processes; fails (instead of hanging) if they do not end."""
+    import time
+
+    out = tmp_path_factory.mktemp("ddp_ft")
+    ctx = mp.spawn(_finetune_worker, args=(2, _free_port(), str(ci_data), str(out)), nprocs=2, join=False)
+    deadline = time.monotonic() + 600
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for proc in ctx.processes:
+                proc.kill()
+            pytest.fail("2-process fine-tuning did not finish in 600 s (a rank waiting in DDP's all-reduce?)")
+    return out
+
+
+@pytest.mark.slow
+def test_ddp_finetuning_with_a_last_batch_smaller_than_the_ranks_ends(ddp_finetune):
+    ranks = [torch.load(ddp_finetune / f"ragged_rank{r}.pt") for r in (0, 1)]
+    assert ranks[0]["steps"] == ranks[1]["steps"] == 3  # 13 clips / batch 4: the last clip is left out on 2 ranks
+    assert [row["step"] for row in ranks[1]["history"]] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_ddp_finetuning_equals_one_process_on_the_global_batch(ddp_finetune, ci_data, monkeypatch):
+    """As for pretraining: the same batches (including the last, smaller one), augmentations seeded per item,
+    mean losses over equal per-rank counts, DDP averaging -> the same losses and weights as one process."""
+    from avlib.train import finetune
+
+    monkeypatch.setenv("AVLIB_PROFILE", "ci")
+    ddp = torch.load(ddp_finetune / "equal_rank0.pt")
+    single = finetune(_finetune_cfg(ci_data, ddp_finetune / "single", "equal"))
+    assert single.steps == ddp["steps"] == 4
+    for a, b in zip(single.history, ddp["history"], strict=True):
+        for k in ("loss", "train_acc"):
+            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-5), (a["step"], k)
+    sd = single.model.state_dict()
+    for k, v in ddp["state"].items():
+        torch.testing.assert_close(v, sd[k], rtol=1e-4, atol=1e-5, msg=k)
