@@ -5,7 +5,8 @@ Commands
   data          generate the dataset of the active profile (AVLIB_PROFILE), if not up to date
   data-report   dataset card and two quick baselines
   run           the main job: pretrain, fine-tune, evaluate, print the results table (figures under runs/)
-  predict       top-k instruments for WAV / video files:  python -m avlib predict FILE... --model DIR
+  predict       top-k instruments for sound / video / image files, folders or globs:
+                python -m avlib predict FILE|FOLDER|GLOB... --model DIR
   bench         speed and memory benchmarks
 """
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,28 +36,155 @@ FRAME_LENGTH_MS = 25.0  # window
 # ------------------------------------------------------------------------------------------------------------
 # loading
 # ------------------------------------------------------------------------------------------------------------
+SILENCE_PEAK = 1e-4  # a track whose peak stays below this (-80 dBFS) is silent
+CANCEL_RATIO = 0.1  # the mono mix is < -20 dB below the loudest channel: the channels cancel
+
+
 def load_wav(path: str | Path, sample_rate: int = SAMPLE_RATE) -> Tensor:
-    """Read an audio file with soundfile -> ``[S]`` float32 mono at ``sample_rate`` (channels averaged,
-    resampled if needed).
+    """Read an audio file -> ``[S]`` float32 mono at ``sample_rate``.
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an unreadable or empty one.
+    The file is recognised by its content, not its name: soundfile (libsndfile) reads WAV/FLAC/OGG/Opus/MP3,
+    and anything else with sound in it (M4A/AAC, WMA, the audio track of a video, ...) is decoded by the FFmpeg
+    that PyAV bundles. Then, the same for every format:
+
+    * several audio tracks: the first one that is not silent (:func:`pick_track`, warns if it is not track 0);
+    * several channels: their mean (:func:`downmix`; if they cancel, e.g. right = -left, the left channel
+      with a warning);
+    * resampled to ``sample_rate`` (torchaudio's windowed sinc). Levels are not changed (no normalisation;
+      values beyond +-1 in float files are kept, they do not clip in the fbank).
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for an unreadable or
+    empty one, NaN/Inf samples, or a sound shorter than one 25-ms fbank window.
     """
-    import soundfile as sf
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"audio file {path} does not exist; check the datafile's 'wav' field "
                                 "(relative paths are resolved against the dataset root).")
+    tracks, sr = _read_tracks(path)
+    if not tracks or all(t.shape[1] == 0 for t in tracks):
+        raise ValueError(f"audio file {path} holds no samples; re-extract it or remove it from the datafile.")
+    data = tracks[pick_track(tracks, where=f"audio file {path}")]  # [C, S]
+    check_finite(data, f"audio file {path}")
+    wave = torch.from_numpy(np.ascontiguousarray(downmix(data, where=f"audio file {path}")))  # [S]
+    min_samples = math.ceil(sr * FRAME_LENGTH_MS / 1000)
+    if wave.numel() < min_samples:
+        raise ValueError(f"audio file {path} holds only {wave.numel()} samples ({wave.numel() / sr * 1000:.1f} "
+                         f"ms at {sr} Hz); a clip needs at least one {FRAME_LENGTH_MS:g}-ms fbank window "
+                         f"({min_samples} samples). Use a longer recording or remove it from the datafile.")
+    return resample(wave, sr, sample_rate)
+
+
+def _read_tracks(path: Path) -> tuple[list[np.ndarray], int]:
+    """Every audio track of ``path`` as float32 ``[C, S]`` at the file's rate: soundfile, else FFmpeg."""
+    import soundfile as sf
+
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [S, C]
-    except Exception as e:  # noqa: BLE001 - libsndfile raises several types
-        raise ValueError(f"cannot read audio file {path} ({type(e).__name__}: {e}); it is corrupt or not an "
-                         "audio format soundfile knows (WAV/FLAC/OGG). Re-extract it, e.g. with "
-                         "avlib.data.video.extract_clip, or remove it from the datafile.") from None
-    if data.shape[0] == 0:
-        raise ValueError(f"audio file {path} holds no samples; re-extract it or remove it from the datafile.")
-    wave = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])  # [S]
-    return resample(wave, sr, sample_rate)
+        return [np.ascontiguousarray(data.T)], int(sr)  # one track [C, S]
+    except Exception as sf_error:  # noqa: BLE001 - libsndfile raises several types; FFmpeg gets a try
+        import av
+
+        try:
+            with av.open(str(path)) as container:
+                streams = list(container.streams.audio)
+                if not streams:
+                    raise ValueError("no audio stream")
+                decoders = {s.index: TrackDecoder() for s in streams}
+                for packet in container.demux(*streams):
+                    for frame in packet.decode():
+                        decoders[packet.stream.index].add(frame)
+                tracks = [d.finish() for d in decoders.values()]
+                rates = {d.rate for d in decoders.values() if d.rate}
+        except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"cannot read audio file {path} (soundfile: {sf_error}; FFmpeg: {e}); it is "
+                             "corrupt or holds no sound. Re-extract it, e.g. with avlib.data.video.extract_clip,"
+                             " or remove it from the datafile.") from None
+        if len(rates) > 1:  # tracks at different rates: bring them to the first one's rate
+            r0 = decoders[streams[0].index].rate
+            tracks = [t if d.rate in (None, r0) else resample(torch.from_numpy(t), d.rate, r0).numpy()
+                      for t, d in zip(tracks, decoders.values(), strict=True)]
+            rates = {r0}
+        return tracks, (rates.pop() if rates else SAMPLE_RATE)
+
+
+class TrackDecoder:
+    """Collects the decoded frames of one PyAV audio stream as float32 ``[C, S]``, resampled to ``rate``
+    (None: the stream's own rate); ``t0`` is the time of the first frame added (seconds)."""
+
+    def __init__(self, rate: int | None = None):
+        import av
+
+        self.resampler = av.AudioResampler(format="fltp", rate=rate)  # layout kept: we mix down ourselves
+        self.rate, self.t0, self.chunks = rate, None, []
+
+    def add(self, frame) -> None:
+        if self.t0 is None:
+            self.t0 = frame.time if frame.time is not None else 0.0
+        self.rate = self.rate or frame.sample_rate
+        self.chunks += [f.to_ndarray() for f in self.resampler.resample(frame)]  # each [C, n]
+
+    def finish(self) -> np.ndarray:
+        """Flush the resampler -> ``[C, S]`` (a stream whose channel count changes is mixed to mono)."""
+        if self.t0 is not None:
+            self.chunks += [f.to_ndarray() for f in self.resampler.resample(None)]
+        if not self.chunks:
+            return np.zeros((1, 0), np.float32)
+        if len({c.shape[0] for c in self.chunks}) > 1:
+            self.chunks = [c.mean(axis=0, keepdims=True) for c in self.chunks]  # [1, n] each
+        return np.concatenate(self.chunks, axis=1).astype(np.float32, copy=False)  # [C, S]
+
+
+def check_finite(data: np.ndarray | Tensor, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` if ``data`` holds NaN or infinite samples."""
+    bad = int((~np.isfinite(np.asarray(data))).sum())
+    if bad:
+        raise ValueError(f"{where} holds {bad} NaN or infinite sample(s); the features would be NaN. Fix the "
+                         "file (e.g. re-export it as 16-bit PCM, or replace them with "
+                         "numpy.nan_to_num) or remove it.")
+
+
+def pick_track(tracks: list, where: str = "") -> int:
+    """Which of several audio tracks (each ``[C, S]``) to use: the first whose peak reaches
+    ``SILENCE_PEAK`` (-80 dBFS), warning when that is not track 0 (track 0 if all are silent)."""
+    for k, t in enumerate(tracks):
+        a = np.asarray(t)
+        if a.size and np.nanmax(np.abs(a)) >= SILENCE_PEAK:
+            if k > 0:
+                warnings.warn(f"{where}: audio track 0 is silent; using track {k}, the first with sound "
+                              f"(of {len(tracks)}).", stacklevel=3)
+            return k
+    return 0
+
+
+def downmix(data: np.ndarray, where: str = "") -> np.ndarray:
+    """``[C, S]`` -> mono ``[S]``: the mean of the channels (the one rule for WAV files and videos).
+
+    If the channels cancel when averaged (the mix is more than 20 dB below the loudest channel, e.g. a
+    stereo track whose right channel is the negative of the left), the left channel (0) is used instead,
+    with a warning: the average would be near-silence.
+    """
+    data = np.asarray(data)
+    if data.ndim == 1:
+        return data
+    mono = data.mean(axis=0)  # [S]
+    if data.shape[0] > 1 and data.shape[1]:
+        loudest = float(np.sqrt(np.mean(data.astype(np.float64) ** 2, axis=1)).max())
+        if loudest >= SILENCE_PEAK and float(np.sqrt(np.mean(mono.astype(np.float64) ** 2))) < \
+                CANCEL_RATIO * loudest:
+            warnings.warn(f"{where}: its {data.shape[0]} channels cancel when averaged (out of phase); using "
+                          "the left channel.", stacklevel=3)
+            return data[0]
+    return mono
+
+
+def limit_peak(wave: np.ndarray, where: str = "") -> np.ndarray:
+    """Scale ``wave`` down to peak 1.0 if it exceeds +-1 (warning), so writing it as PCM does not clip."""
+    peak = float(np.abs(wave).max()) if np.size(wave) else 0.0
+    if peak <= 1.0:
+        return wave
+    warnings.warn(f"{where}: peak {peak:.2f} exceeds 1.0 after mixing down; scaled by {1 / peak:.3f} so the "
+                  "16-bit WAV does not clip.", stacklevel=3)
+    return wave / peak
 
 
 def resample(wave: Tensor, orig_rate: int, new_rate: int) -> Tensor:

@@ -7,6 +7,7 @@
     avlib.predict.predict(["a.wav", "b.mp4"], model_dir, top_k=3)            # the same, by name
 
     python -m avlib predict clip.mp4 song.wav --model runs/course/finetune_pretrained_AV/model
+    python -m avlib predict my_clips/ 'more/*.m4a'          # folders and glob patterns; keeps going on errors
 
 The preprocessing stored with the model (``config.json`` -> ``extra.preprocessing``: sample rate, mel bins,
 fbank length, image size, fbank mean/std, class names) turns a file into model input exactly as in training:
@@ -24,6 +25,7 @@ import argparse
 import json
 import sys
 import types
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +34,10 @@ import torch
 
 from avlib import env
 
-__all__ = ["Prediction", "default_model_dir", "load_model", "load_input", "predict", "main",
-           "AUDIO_EXTENSIONS", "IMAGE_EXTENSIONS"]
+__all__ = ["Prediction", "default_model_dir", "load_model", "load_input", "predict", "expand_inputs", "main"]
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 NUM_FRAMES = 10
+SMALL_IMAGE = 4  # an image upscaled more than this factor to the model's size gets a warning
 
 
 @dataclass
@@ -93,31 +93,33 @@ def load_model(model_dir: str | Path | None = None, device: str | torch.device |
 def load_input(path: str | Path, pre: dict) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """A file -> model inputs ``audio [T, F]`` (or None) and ``frames [V, 3, S, S]`` (or None).
 
-    WAV/FLAC/OGG/MP3 give audio only, images one frame, videos audio (if they have a track) + 10 frames.
+    The file is recognised by its content (:func:`avlib.media.probe`), not its extension: a sound (WAV, FLAC,
+    MP3, OGG/Opus, M4A, ...; also an MP3 with cover art) gives audio only, an image one frame, a video its
+    audio (if it has a track) + 10 frames. Audio is mixed down and tracks chosen as in
+    :func:`avlib.audio.load_wav`; video frames are upright (rotation flags honoured). A very small image is
+    upscaled to the model's size with a warning.
     Raises ``FileNotFoundError`` / ``ValueError`` naming the file.
     """
     from avlib import audio as A
     from avlib import vision as V
+    from avlib.media import probe
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist.")
-    ext = path.suffix.lower()
-    T, sr = int(pre["target_length"]), int(pre["sample_rate"])
+    kind = probe(path)
+    T, sr, size = int(pre["target_length"]), int(pre["sample_rate"]), int(pre["image_size"])
     stats = A.AudioStats.from_dict(pre["audio_stats"]) if pre.get("audio_stats") else None
-    transform = V.eval_transform(int(pre["image_size"]))
+    transform = V.eval_transform(size)
     wave = frames = None
-    if ext in AUDIO_EXTENSIONS:
+    if kind == "audio":
         wave = A.load_wav(path, sr)  # [S]
-    elif ext in IMAGE_EXTENSIONS:
-        frames = V.load_frame(path)[None]  # [1, 3, H, W] uint8
+    elif kind == "image":
+        frames = V.load_frame(path, size)[None]  # [1, 3, H, W] uint8 (large JPEGs decoded at reduced size)
+        if SMALL_IMAGE * min(frames.shape[-2:]) < size:
+            warnings.warn(f"{path}: image of {frames.shape[-1]}x{frames.shape[-2]} pixels is upscaled to "
+                          f"{size}x{size}; the prediction may be poor.", stacklevel=2)
     else:
-        from avlib.data.video import VIDEO_EXTENSIONS, read_video
+        from avlib.data.video import read_video
 
-        if ext not in VIDEO_EXTENSIONS:
-            raise ValueError(f"{path}: unknown file type {ext!r}; give audio "
-                             f"({', '.join(AUDIO_EXTENSIONS)}), video ({', '.join(VIDEO_EXTENSIONS)}) or an "
-                             f"image.")
         window = T * A.FRAME_SHIFT_MS / 1000  # seconds of audio the model sees
         vd = read_video(path, num_frames=NUM_FRAMES, sample_rate=sr, max_seconds=window)
         frames = torch.from_numpy(vd.frames).permute(0, 3, 1, 2).contiguous()  # [V, H, W, 3] -> [V, 3, H, W]
@@ -174,6 +176,9 @@ def predict(path_or_paths: str | Path | Sequence[str | Path], model_dir: str | P
             v = frames[None].to(dev)  # [1, V, 3, S, S]
             probs = model.forward_multiframe(a if mode == "multimodal" else None, v, mode=mode,
                                              reduce="softmax")[0].float()  # mean over frames
+        if not torch.isfinite(probs).all():
+            raise ValueError(f"{p}: the model gave non-finite probabilities (NaN/Inf) for this file; check "
+                             "its samples and the model's weights.")
         k = min(top_k, len(names))
         top = torch.topk(probs.cpu(), k)
         ranked = [(names[i], float(q)) for q, i in zip(top.values, top.indices, strict=True)]
@@ -181,11 +186,43 @@ def predict(path_or_paths: str | Path | Sequence[str | Path], model_dir: str | P
     return out[0] if single else out
 
 
+def expand_inputs(args: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Command-line inputs -> (files, problems). A folder gives its files (sorted, hidden ones left out, not
+    recursive); a pattern with ``*``, ``?`` or ``[`` that is not itself a file is expanded as a glob
+    (``**`` recurses). A folder or pattern that yields nothing is a problem ``(arg, reason)``."""
+    import glob
+
+    files: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    for a in args:
+        p = Path(a)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith("."))
+            files += found
+            if not found:
+                problems.append((a, "the folder holds no files"))
+        elif not p.exists() and any(c in a for c in "*?["):
+            found = sorted(Path(q) for q in glob.glob(a, recursive=True) if Path(q).is_file())
+            files += found
+            if not found:
+                problems.append((a, "no file matches this pattern"))
+        else:
+            files.append(p)
+    return files, problems
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m avlib predict FILE... [--model DIR] [--top-k K] [--json]``."""
+    """``python -m avlib predict FILE|FOLDER|GLOB... [--model DIR] [--top-k K] [--json]``.
+
+    Every file is tried, whatever happens to the others: each failure prints one line ``error: <file>:
+    <reason>`` on stderr (with ``--json`` it is also listed as ``{"path", "error"}``), and the exit status is
+    1 if any file failed (2 if the model cannot be loaded). The JSON is strict (never a bare NaN).
+    """
     p = argparse.ArgumentParser(prog="python -m avlib predict",
-                                description="Top-k instruments for WAV / video / image files.")
-    p.add_argument("files", nargs="+", help="WAV/FLAC/OGG/MP3, mp4/mkv/webm/..., or an image")
+                                description="Top-k instruments for sound / video / image files (recognised "
+                                            "by content), folders of them, or glob patterns.")
+    p.add_argument("files", nargs="+", help="files (WAV/FLAC/MP3/OGG/Opus/M4A, mp4/mov/mkv/webm/..., images), "
+                                            "folders (their files) or quoted glob patterns such as 'clips/*.mp4'")
     p.add_argument("--model", default=None, help=f"fine-tuned model folder (default: {default_model_dir()})")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--device", default=None)
@@ -196,20 +233,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    status, results = 0, []
-    for f in args.files:
+    files, problems = expand_inputs(args.files)
+    results: list[dict] = [{"path": a, "error": reason} for a, reason in problems]
+    for a, reason in problems:
+        print(f"error: {a}: {reason}", file=sys.stderr)
+    for f in files:
         try:
             r = predict(f, top_k=args.top_k, model=model, pre=pre)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            status = 1
+        except Exception as e:  # noqa: BLE001 - one bad file must not lose the results of the good ones
+            reason = str(e) if isinstance(e, ValueError | FileNotFoundError) else f"{type(e).__name__}: {e}"
+            problems.append((str(f), reason))
+            results.append({"path": str(f), "error": reason})
+            print(f"error: {f}: {' '.join(reason.split())}", file=sys.stderr)
             continue
-        results.append(r)
+        results.append(r.to_dict())
         if not args.json:
             print(r)
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
-    return status
+        print(json.dumps(results, indent=2, allow_nan=False))
+    return 1 if problems else 0
 
 
 class _CallableModule(types.ModuleType):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchvision.transforms import InterpolationMode
@@ -20,11 +21,20 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def load_frame(path: str | Path) -> Tensor:
-    """Read an image file -> ``[3, H, W]`` uint8 RGB (grayscale, palette, RGBA converted; alpha dropped).
+def load_frame(path: str | Path, size: int | None = None) -> Tensor:
+    """Read an image file -> ``[3, H, W]`` uint8 RGB, recognised by content (Pillow), whatever its name.
+
+    * Greyscale, palette, CMYK and RGBA are converted to RGB (alpha dropped); 16-bit greyscale (PNG ``I;16``)
+      is scaled to 8 bits (``v / 257``), not clipped to white; 32-bit integer images with values above 255
+      are taken as 16-bit; float images in [0, 1] are scaled by 255.
+    * The EXIF orientation tag of photos is honoured: the image comes out as a viewer shows it.
+    * ``size``: the caller only needs a shorter side of ``size`` pixels (it resizes afterwards). A JPEG at
+      least twice as large is then decoded at 1/2, 1/4 or 1/8 scale (Pillow's draft mode, with a shorter
+      side still >= ``size``), which saves most of the memory and time of decoding, e.g., 4000x3000 photos.
 
     Decoded by Pillow (torchvision's image decoders are deprecated since 0.29 and only ~0.1 ms faster).
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for an empty or undecodable one.
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for an empty,
+    undecodable or absurdly large (decompression bomb) one.
     """
     path = Path(path)
     if not path.is_file():
@@ -32,17 +42,35 @@ def load_frame(path: str | Path) -> Tensor:
                                 "frame_<i>/<video_id>.jpg for i = 0..9 (re-extract with avlib.data.video).")
     if path.stat().st_size == 0:
         raise ValueError(f"frame {path} is an empty file; re-extract the clip's frames or drop the clip.")
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            arr = np.array(im.convert("RGB"))  # [H, W, 3]
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+            if size is not None and im.format == "JPEG" and 2 * size <= min(im.size):
+                s = size / min(im.size)
+                im.draft("RGB", (math.ceil(im.size[0] * s), math.ceil(im.size[1] * s)))
+            arr = _rgb_array(ImageOps.exif_transpose(im))  # [H, W, 3]
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"frame {path} claims a size beyond Pillow's safety limit ({e}); it is corrupt or a "
+                         "'decompression bomb'. Downscale the image (e.g. to 1024 px) or drop it.") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ValueError(f"cannot decode frame {path} ({type(e).__name__}: {e}); the file is corrupt or not "
                          "an "
                          "image. Re-extract the clip's frames or drop the clip from the datafile.") from None
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()  # [H, W, 3] -> [3, H, W]
+
+
+def _rgb_array(im) -> np.ndarray:
+    """PIL image of any mode -> ``[H, W, 3]`` uint8 (see :func:`load_frame` for the high-bit-depth rules)."""
+    if im.mode.startswith("I") or im.mode == "F":
+        a = np.asarray(im).astype(np.float64)  # [H, W]
+        if im.mode.startswith("I;16") or (im.mode == "I" and a.size and a.max() > 255):
+            a = a / 257.0  # 16 bit -> 8 bit
+        elif im.mode == "F" and a.size and a.max() <= 1.0:
+            a = a * 255.0
+        grey = np.clip(np.round(a), 0, 255).astype(np.uint8)  # [H, W]
+        return np.repeat(grey[..., None], 3, axis=-1)  # [H, W, 3]
+    return np.array(im.convert("RGB"))  # [H, W, 3]
 
 
 def resize_center_crop(img: Tensor, size: int) -> Tensor:

@@ -210,8 +210,9 @@ def test_bad_media_errors_name_the_file(tmp_path):
     ds = AVDataset(df, cfg=cfg())
     with pytest.raises(ValueError, match=r"clip1\.wav"):
         ds[1]
-    with pytest.raises(FileNotFoundError, match=r"frame_5.clip2\.jpg"):
-        ds[2]
+    with pytest.warns(UserWarning, match=r"frame_5.clip2\.jpg is missing; using frame_4"):
+        ds[2]  # a missing frame falls back to the nearest one (tests/test_inputs.py has the details)
+    assert ds.missing_frames == {("clip2", 5): 4}
     with pytest.raises(IndexError):
         ds[3]
     e = read_datafile(df)[0]

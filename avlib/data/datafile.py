@@ -73,6 +73,7 @@ def _parse_labels(value, where: str) -> tuple[str, ...]:
 def read_datafile(path: str | Path) -> list[Entry]:
     """Read and validate a datafile; relative paths are resolved against :func:`dataset_root`.
 
+    The file is read as UTF-8 with or without a byte-order mark, with any line endings (LF or CRLF).
     Raises ``FileNotFoundError`` / ``ValueError`` naming the file, the entry and the fix for a missing file,
     invalid JSON, a missing ``"data"`` list, an entry lacking a required key, or a duplicated ``video_id``.
     Files referenced by the entries are not opened here (the dataset reports those when it reads them).
@@ -82,7 +83,7 @@ def read_datafile(path: str | Path) -> list[Entry]:
         raise FileNotFoundError(f"datafile {path} does not exist; generate the dataset (python -m avlib "
                                 "data) or write one with avlib.data.datafile.write_datafile.")
     try:
-        obj = json.loads(path.read_text())
+        obj = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM (Excel, Windows editors) is fine
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"datafile {path} is not valid JSON ({e}); it must look like "
                          '{"data": [{"video_id": ..., "wav": ..., "video_path": ..., "labels": ...}]}.'
@@ -150,7 +151,7 @@ def write_datafile(path: str | Path, entries: Iterable[Entry | dict], *, append:
     data = [{**e.to_dict(), "wav": _relative(e.wav, root), "video_path": _relative(e.video_path, root)}
             for e in merged]
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"data": data}, indent=1) + "\n")
+    tmp.write_text(json.dumps({"data": data}, indent=1) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
 
@@ -196,17 +197,26 @@ class LabelSet:
 
 
 def read_label_csv(path: str | Path) -> LabelSet:
-    """Read a label CSV with header ``index,mid,display_name`` (indices must be 0..K-1 in order)."""
+    """Read a label CSV with header ``index,mid,display_name`` (indices must be 0..K-1 in order).
+
+    Read as UTF-8 with or without a byte-order mark, CRLF or LF line endings, by the ``csv`` module (quoted
+    names may hold commas). Mids and display names must be unique: two classes sharing a name would be
+    indistinguishable in predictions, so a repeated name raises ``ValueError`` naming both lines.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"label CSV {path} does not exist; write one with the header "
                                 "index,mid,display_name (avlib.data.datafile.write_label_csv).")
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"label CSV {path} is not UTF-8 text ({e}); save it as UTF-8 (CSV UTF-8 in Excel)."
+                         ) from None
     if not rows or [c.strip() for c in rows[0]] != ["index", "mid", "display_name"]:
         raise ValueError(f"label CSV {path} must start with the header 'index,mid,display_name', "
                          f"got {rows[0] if rows else 'an empty file'}.")
-    mids, names = [], []
+    mids, names, name_line = [], [], {}
     for ln, row in enumerate(rows[1:], start=2):
         if not row or not "".join(row).strip():
             continue
@@ -220,6 +230,10 @@ def read_label_csv(path: str | Path) -> LabelSet:
                              "(0..K-1 in order).")
         if mid in mids:
             raise ValueError(f"label CSV {path}, line {ln}: mid {mid!r} appears twice.")
+        if name in name_line:
+            raise ValueError(f"label CSV {path}, line {ln}: display name {name!r} is already used on line "
+                             f"{name_line[name]}; give every class its own name.")
+        name_line[name] = ln
         mids.append(mid)
         names.append(name)
     if not mids:
@@ -234,7 +248,7 @@ def write_label_csv(path: str | Path, mids: Sequence[str], names: Sequence[str] 
     if len(names) != len(mids):
         raise ValueError(f"write_label_csv({path}): {len(mids)} mids but {len(names)} names.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with path.open("w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index", "mid", "display_name"])
         for k, (m, n) in enumerate(zip(mids, names, strict=True)):

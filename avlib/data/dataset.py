@@ -24,6 +24,7 @@ small tensors gain nothing from more threads, and on a busy 2-core machine 2 Ope
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -163,7 +164,10 @@ class AVDataset(Dataset):
 
     ``datafile`` is ``<root>/datafiles/<split>.json``; ``label_csv`` defaults to ``<root>/labels.csv``;
     ``cfg.stats`` defaults to ``<root>/audio_stats.json``. Unknown labels raise at construction; unreadable
-    media raise when the item is read, naming the file.
+    media raise when the item is read, naming the file. A missing frame file (e.g. an empty ``frame_7/``) is
+    replaced by the nearest existing frame of the same clip, with a warning, and recorded in
+    ``missing_frames`` (``{(video_id, i): frame used}``, in the process that read the item); a clip with no
+    frame at all raises.
     """
 
     def __init__(self, datafile: str | Path, label_csv: str | Path | None = None,
@@ -188,6 +192,8 @@ class AVDataset(Dataset):
         else:
             self.stats = cfg.stats
         self.transform = V.FrameTransform(cfg.image_size, augment=cfg.train and cfg.augment_video)
+        # (video_id, missing frame index) -> the frame used instead; filled as items are read (per process)
+        self.missing_frames: dict[tuple[str, int], int] = {}
 
     # --------------------------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -236,12 +242,30 @@ class AVDataset(Dataset):
         if not entry.video_path:
             raise ValueError(f"datafile {self.datafile}: clip {entry.video_id!r} has an empty 'video_path'; "
                              "give the folder holding frame_<i>/ or use modalities=('audio',).")
-        imgs = [V.load_frame(entry.frame_path(i)) for i in ids]  # each [3, H, W] uint8
+        imgs = [self._load_frame(entry, i) for i in ids]  # each [3, H, W] uint8
         if len(imgs) == 1:
             return imgs[0]
         if any(im.shape != imgs[0].shape for im in imgs):
             imgs = [V.resize_center_crop(im, self.cfg.image_size) for im in imgs]
         return torch.stack(imgs)  # [V, 3, H, W]
+
+    def _load_frame(self, entry: Entry, i: int) -> Tensor:
+        """Frame ``i`` of a clip; a missing one is replaced by the nearest existing frame (the earlier one on
+        a tie), with a warning (once per clip and frame) and a count in :attr:`missing_frames`."""
+        path = entry.frame_path(i)
+        if not path.is_file():
+            near = sorted((abs(j - i), j) for j in range(NUM_FRAMES) if j != i and entry.frame_path(j).is_file())
+            if not near:
+                raise FileNotFoundError(f"frame {path} does not exist, nor any other frame_<0..{NUM_FRAMES - 1}>"
+                                        f" of clip {entry.video_id!r} ({self.datafile}); re-extract its frames "
+                                        "or drop it from the datafile.")
+            j = near[0][1]
+            if (entry.video_id, i) not in self.missing_frames:
+                warnings.warn(f"clip {entry.video_id!r}: frame {path} is missing; using frame_{j} instead "
+                              f"(the nearest). AVDataset.missing_frames counts such clips.", stacklevel=4)
+            self.missing_frames[(entry.video_id, i)] = j
+            path = entry.frame_path(j)
+        return V.load_frame(path, self.cfg.image_size)  # large JPEGs decoded at reduced size
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):

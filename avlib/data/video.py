@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from avlib import audio as A
 from avlib import env
 from avlib.data.datafile import AUDIO_DIR, DATAFILES_DIR, FRAMES_DIR, NUM_FRAMES, Entry, write_datafile
 
@@ -111,7 +112,11 @@ class VideoData:
 
 
 def _open(path: Path):
+    """Open ``path`` with PyAV; a clear ``ValueError`` unless it holds moving pictures (cover art does not
+    count: an MP3/M4A with an album cover is audio, not a one-picture video)."""
     import av
+
+    from avlib.media import _NOT_MEDIA_FORMATS, real_video_streams
 
     if not path.is_file():
         raise FileNotFoundError(f"video file {path} does not exist.")
@@ -119,14 +124,18 @@ def _open(path: Path):
         raise ValueError(f"video file {path} is empty (0 bytes); re-download or re-encode it.")
     try:
         container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as e:
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise ValueError(f"cannot open video file {path} ({type(e).__name__}: {e}); it is corrupt or not a "
                          "video format FFmpeg knows. Re-encode it, e.g. ffmpeg -i in.x -c:v libx264 "
                          "-c:a aac out.mp4.") from None
-    if not container.streams.video:
+    if container.format is not None and container.format.name in _NOT_MEDIA_FORMATS:
         container.close()
-        raise ValueError(f"video file {path} has no video stream; extract_clip needs moving pictures "
-                         "(for audio-only data write the WAV and datafile yourself).")
+        raise ValueError(f"video file {path} is not a video (its content looks like text); re-download it.")
+    if not real_video_streams(container):
+        art = " (only cover art: it is an audio file)" if container.streams.video else ""
+        container.close()
+        raise ValueError(f"video file {path} has no video stream{art}; extract_clip needs moving pictures "
+                         "(for audio-only data write the WAV and datafile yourself; load_wav reads it).")
     return container
 
 
@@ -150,6 +159,12 @@ def _square(img, size: int):
     return img.crop((left, top, left + size, top + size))
 
 
+def _rotate(img: np.ndarray, degrees: float) -> np.ndarray:
+    """Turn ``[H, W, 3]`` counter-clockwise by ``degrees`` (rounded to a multiple of 90), as a player shows it."""
+    k = round(degrees / 90) % 4
+    return np.ascontiguousarray(np.rot90(img, k)) if k else img
+
+
 def read_video(path: str | Path, num_frames: int | None = None, sample_rate: int = 16000, *,
                start: float = 0.0, max_seconds: float | None = None,
                frame_size: int | None = None) -> VideoData:
@@ -157,20 +172,30 @@ def read_video(path: str | Path, num_frames: int | None = None, sample_rate: int
 
     ``num_frames`` picks that many frames nearest to evenly spaced times (the centres of ``num_frames`` equal
     segments of the window); None keeps every frame. ``frame_size`` resizes the kept frames (shorter side,
-    bicubic) and centre-crops them square. Any channel count and sample rate is mixed down and resampled.
-    Decoding stops at the end of the window, so long files are cheap to crop.
+    bicubic) and centre-crops them square. Decoding stops at the end of the window, so long files are cheap to
+    crop. The file is recognised by content (any container FFmpeg knows, whatever the extension).
+
+    * Rotation: a display matrix (phone videos: "rotate 90") is honoured; frames come out upright, as a
+      player shows them.
+    * Cover art (an MP3/M4A's album picture) is not a video: such files raise ``ValueError``.
+    * Audio: several tracks -> the first one that is not silent (:func:`avlib.audio.pick_track`, warns when
+      it is not track 0); channels -> their mean, the same rule as :func:`avlib.audio.load_wav` (left channel
+      with a warning if they cancel; :func:`avlib.audio.downmix`); resampled to ``sample_rate``. NaN/Inf
+      samples raise ``ValueError``.
     """
     import av
+
+    from avlib.media import real_video_streams
 
     path = Path(path)
     container = _open(path)
     try:
-        vstream = container.streams.video[0]
+        vstream = real_video_streams(container)[0]
         vstream.thread_type = "AUTO"  # FFmpeg frame + slice threads
-        astream = container.streams.audio[0] if container.streams.audio else None
+        astreams = list(container.streams.audio)
         vdur = _duration(container, vstream)
         if vdur is None and num_frames is not None:  # no metadata: one cheap pass for the length
-            vdur = max((f.time or 0.0) for f in container.decode(video=0))
+            vdur = max((f.time or 0.0) for f in container.decode(vstream))
             container.seek(0)
         end = start + max_seconds if max_seconds is not None else float("inf")
         window = (min(end, vdur) if vdur is not None else end) - start
@@ -183,21 +208,19 @@ def read_video(path: str | Path, num_frames: int | None = None, sample_rate: int
             best: list = [None] * num_frames
             best_err = np.full(num_frames, np.inf)
         kept, times = [], []
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate) if astream else None
-        chunks, audio_t0 = [], None
-        video_done, audio_done = False, astream is None
-        streams = [vstream] + ([astream] if astream else [])
-        for packet in container.demux(*streams):
+        decoders = {s.index: A.TrackDecoder(sample_rate) for s in astreams}
+        audio_open = set(decoders)  # streams still inside the window
+        video_done = False
+        for packet in container.demux(vstream, *astreams):
             for frame in packet.decode():
                 t = frame.time if frame.time is not None else 0.0
                 if isinstance(frame, av.AudioFrame):
-                    if audio_done:
+                    if packet.stream.index not in audio_open:
                         continue
                     if t >= end:
-                        audio_done = True
+                        audio_open.discard(packet.stream.index)
                         continue
-                    audio_t0 = t if audio_t0 is None else audio_t0
-                    chunks += [f.to_ndarray()[0] for f in resampler.resample(frame)]
+                    decoders[packet.stream.index].add(frame)
                 else:
                     if video_done:
                         continue
@@ -213,10 +236,16 @@ def read_video(path: str | Path, num_frames: int | None = None, sample_rate: int
                         err = np.abs(targets - t)
                         for i in np.nonzero(err < best_err)[0]:
                             best[i], best_err[i] = frame, err[i]
-            if video_done and audio_done:
+            if video_done and not audio_open:
                 break
-        if resampler is not None:
-            chunks += [f.to_ndarray()[0] for f in resampler.resample(None)]  # flush (cropped below)
+        tracks = []
+        for d in decoders.values():
+            wave = d.finish()  # [C, S] (flushed; cropped below)
+            lead = round(((d.t0 or 0.0) - start) * sample_rate)  # samples before the first decoded one
+            wave = np.pad(wave, ((0, 0), (lead, 0))) if lead > 0 else wave[:, -lead:]
+            if max_seconds is not None:
+                wave = wave[:, : round(max_seconds * sample_rate)]
+            tracks.append(wave)
     except av.error.FFmpegError as e:
         raise ValueError(f"cannot decode video file {path} ({type(e).__name__}: {e}); it is corrupt. "
                          "Re-encode it or drop it.") from None
@@ -230,18 +259,18 @@ def read_video(path: str | Path, num_frames: int | None = None, sample_rate: int
         raise ValueError(f"video file {path} has no decodable frames in [{start}, {end}) s.")
     imgs = []
     for f in kept:
-        if frame_size is None:
-            imgs.append(f.to_ndarray(format="rgb24"))
-        else:
-            imgs.append(np.asarray(_square(f.to_image(), frame_size)))
+        img = _rotate(f.to_ndarray(format="rgb24"), getattr(f, "rotation", 0) or 0)  # [H, W, 3] upright
+        if frame_size is not None:
+            from PIL import Image
+
+            img = np.asarray(_square(Image.fromarray(img), frame_size))
+        imgs.append(img)
     audio = None
-    if astream is not None:
-        wave = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-        lead = round(((audio_t0 or 0.0) - start) * sample_rate)  # samples before the first decoded one
-        wave = np.concatenate([np.zeros(lead, np.float32), wave]) if lead > 0 else wave[-lead:]
-        if max_seconds is not None:
-            wave = wave[: round(max_seconds * sample_rate)]
-        audio = torch.from_numpy(np.ascontiguousarray(wave))  # [S]
+    if tracks:
+        where = f"video file {path}"
+        data = tracks[A.pick_track(tracks, where)]  # [C, S]
+        A.check_finite(data, where)
+        audio = torch.from_numpy(np.ascontiguousarray(A.downmix(data, where), dtype=np.float32))  # [S]
     return VideoData(frames=np.stack(imgs), frame_times=np.asarray(times), audio=audio,
                      sample_rate=sample_rate,
                      duration=float(window if np.isfinite(window) else (times[-1] - start if times else 0.0)),
@@ -260,6 +289,9 @@ def extract_clip(video: str | Path, root: str | Path, *, video_id: str | None = 
     The clip is ``[start, start + clip_seconds)`` (default: the profile's ``clip_seconds``): longer videos are
     cropped, shorter ones keep all their frames and get their audio zero-padded to ``clip_seconds``. The 10
     frames are evenly spaced over the clip and stored ``frame_size`` square (default: the profile's).
+    Frames are upright (rotation flags honoured) and audio is mixed down as :func:`read_video` describes. If
+    the mono mix peaks above 1.0 (e.g. a loud 5.1 track), the clip is scaled down to peak 1.0 with a warning
+    (:func:`avlib.audio.limit_peak`) instead of being clipped in the 16-bit WAV.
     Returns the :class:`Entry` (not yet in a datafile; :func:`extract_videos` writes one).
     Raises :class:`NoAudioError` if the file has no audio track.
     """
@@ -285,6 +317,7 @@ def extract_clip(video: str | Path, root: str | Path, *, video_id: str | None = 
     wave = np.pad(wave, (0, n - len(wave))) if len(wave) < n else wave[:n]  # [n]
     wav_path = root / AUDIO_DIR / f"{vid}.wav"
     wav_path.parent.mkdir(parents=True, exist_ok=True)
+    wave = A.limit_peak(wave, f"video file {video}")  # peak > 1 (e.g. a 5.1 mix): scaled, with a warning
     sf.write(str(wav_path), np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16")
     frames_dir = root / FRAMES_DIR
     for i, img in enumerate(data.frames):
@@ -306,19 +339,47 @@ class ExtractReport:
     entries: list[Entry] = field(default_factory=list)
     no_audio: list[Path] = field(default_factory=list)  # skipped: no audio track
     failed: list[tuple[Path, str]] = field(default_factory=list)  # skipped: unreadable (path, reason)
+    ignored: list[Path] = field(default_factory=list)  # files in the folder that are not videos
 
     def summary(self) -> str:
+        ign = f"; ignored {len(self.ignored)} files that are not videos" if self.ignored else ""
         return (f"{len(self.entries)} clips written to {self.datafile}; skipped {len(self.no_audio)} without "
                 f"audio "
-                f"and {len(self.failed)} unreadable")
+                f"and {len(self.failed)} unreadable{ign}")
+
+    def skipped(self) -> list[str]:
+        """One line per skipped file: its path and the reason."""
+        return [f"{p}: no audio track" for p in self.no_audio] + [f"{p}: {why}" for p, why in self.failed]
 
 
-def list_videos(folder: str | Path) -> list[Path]:
-    """Video files (by extension, see ``VIDEO_EXTENSIONS``) directly in ``folder``, sorted by name."""
+def _is_video(p: Path) -> bool:
+    from avlib.media import probe
+
+    try:
+        return probe(p) == "video"
+    except (ValueError, OSError):
+        return False
+
+
+def list_videos(folder: str | Path, ignored: list[Path] | None = None) -> list[Path]:
+    """The files directly in ``folder`` (sorted by name, hidden ones left out) that are videos.
+
+    Recognised by content (:func:`avlib.media.probe`), so an ``.mkv`` named ``.bin`` counts and a text file
+    named ``.mp4`` does not; a file with a video extension (``VIDEO_EXTENSIONS``) is kept even if unreadable,
+    so that it is reported as failed rather than forgotten. Other files are appended to ``ignored``.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"video folder {folder} does not exist.")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    out = []
+    for p in sorted(folder.iterdir()):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        if p.suffix.lower() in VIDEO_EXTENSIONS or _is_video(p):
+            out.append(p)
+        elif ignored is not None:
+            ignored.append(p)
+    return out
 
 
 def extract_videos(videos: str | Path | Iterable[str | Path], root: str | Path, split: str = "custom", *,
@@ -330,12 +391,16 @@ def extract_videos(videos: str | Path | Iterable[str | Path], root: str | Path, 
     ``<root>/datafiles/<split>.json``.
 
     ``labels`` maps a video id (file stem) to its label mids (or is a function of the path); default: none.
-    A video without an audio track is skipped, warned about and counted in ``report.no_audio``; an unreadable
-    one likewise in ``report.failed`` (``strict=True`` raises instead). Video ids (file stems) must be unique.
+    A folder is listed by content (:func:`list_videos`; other files are counted in ``report.ignored``).
+    A video without an audio track is skipped, warned about and counted in ``report.no_audio``; one that
+    fails for any other reason likewise in ``report.failed`` with the reason (``strict=True`` raises
+    instead). One bad file never stops the batch; at the end the summary and the list of skipped files
+    (path: reason) are printed. Video ids (file stems) must be unique.
     """
     from tqdm.auto import tqdm
 
-    paths = list_videos(videos) if isinstance(videos, str | Path) and Path(videos).is_dir() else \
+    ignored: list[Path] = []
+    paths = list_videos(videos, ignored) if isinstance(videos, str | Path) and Path(videos).is_dir() else \
         [Path(v) for v in ([videos] if isinstance(videos, str | Path) else videos)]
     stems = [p.stem for p in paths]
     dups = sorted({s for s in stems if stems.count(s) > 1})
@@ -344,7 +409,7 @@ def extract_videos(videos: str | Path | Iterable[str | Path], root: str | Path, 
                          "without "
                          "extension); rename them so every id is unique.")
     root = Path(root)
-    report = ExtractReport(datafile=root / DATAFILES_DIR / f"{split}.json")
+    report = ExtractReport(datafile=root / DATAFILES_DIR / f"{split}.json", ignored=ignored)
     for p in tqdm(paths, desc=f"extract {split}", disable=not progress):
         lab = labels(p) if callable(labels) else (labels or {}).get(p.stem, ())
         try:
@@ -355,11 +420,15 @@ def extract_videos(videos: str | Path | Iterable[str | Path], root: str | Path, 
                 raise
             warnings.warn(f"skipped: {e}", stacklevel=2)
             report.no_audio.append(p)
-        except (ValueError, FileNotFoundError) as e:
+        except Exception as e:  # noqa: BLE001 - one bad file must not lose the batch
             if strict:
                 raise
-            warnings.warn(f"skipped: {e}", stacklevel=2)
-            report.failed.append((p, str(e)))
+            reason = str(e) if isinstance(e, ValueError | FileNotFoundError) else f"{type(e).__name__}: {e}"
+            warnings.warn(f"skipped: {reason}", stacklevel=2)
+            report.failed.append((p, reason))
     if report.entries:
         write_datafile(report.datafile, report.entries, append=True)
+    skipped = report.skipped()
+    if skipped:
+        print(report.summary() + ". Skipped files:\n" + "\n".join(f"  {line}" for line in skipped))
     return report
