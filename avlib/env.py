@@ -6,26 +6,33 @@ so that notebooks never hard-code epochs:
 * ``ci``     - seconds per notebook; what the tests and CI run.
 * ``course`` - the default: the whole course in <= 30 minutes on 2 CPU cores.
 * ``paper``  - CAV-MAE base sizes and recipe, for a GPU.
+* ``gpu``    - the whole ``make run`` in <= 10 minutes on one H100-class GPU (``small`` model, paper input sizes).
 
 Environment variables: ``AVLIB_PROFILE``, ``AVLIB_DEVICE`` (``cpu`` | ``cuda`` | ``cuda:1`` | ``mps``),
 ``AVLIB_THREADS`` (torch intra-op threads), ``AVLIB_DATA`` (where the generated dataset lives).
+
+Threads: unless ``AVLIB_THREADS`` / ``OMP_NUM_THREADS`` fix them, :func:`default_threads` takes the cores of
+the affinity mask that other processes leave free, and training loops keep that fair with a
+:class:`ThreadGovernor` (two jobs on 2 cores settle at 1 thread each instead of oversubscribing).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import os
 import platform
 import random
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-PROFILES = ("ci", "course", "paper")
+PROFILES = ("ci", "course", "paper", "gpu")
 ROOT = Path(__file__).resolve().parent.parent  # repository root (avlib is installed in editable mode)
 
 
@@ -51,6 +58,8 @@ class Profile:
     finetune_epochs: int = 1
     contrast_loss_weight: float = 0.01  # pretraining InfoNCE weight (0.1 stalls the video MAE, see train.py)
     demo_steps: int = 20  # optimisation steps of the small training demos inside notebooks
+    num_workers: int = 0  # DataLoader worker processes of the training loops
+    cache: bool = False  # training reads the decoded-tensor cache (avlib.data.cache) instead of media files
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -77,6 +86,16 @@ _PROFILES: dict[str, Profile] = {
         clips_per_class={"unlabeled": 400, "train": 100, "val": 20, "test": 40},
         mp4_clips=8, model="base", batch_size=48, pretrain_epochs=25, finetune_epochs=10, demo_steps=2000,
         contrast_loss_weight=0.01,
+    ),
+    # one H100-class GPU: `make run` (generation included) sized for <= 10 minutes (an estimate, not yet run:
+    # generation ~0.23 CPU s per clip, 1,755 clips; `small` steps at batch 64); the decoded-tensor cache and 8
+    # loader workers keep the GPU fed (media decoding made the course pipeline data-bound there, issue 16)
+    "gpu": Profile(
+        name="gpu", clip_seconds=10.0, sample_rate=16000, num_mel_bins=128, target_length=1024,
+        frame_size=224, image_size=224,
+        clips_per_class={"unlabeled": 80, "train": 30, "val": 10, "test": 15},
+        mp4_clips=4, model="small", batch_size=64, pretrain_epochs=30, finetune_epochs=12, demo_steps=1000,
+        contrast_loss_weight=0.01, num_workers=8, cache=True,
     ),
 }
 
@@ -128,12 +147,157 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def default_threads() -> int:
-    """``AVLIB_THREADS``, else ``OMP_NUM_THREADS``, else all cores up to 8 (2 on the course's laptops/CI)."""
+# --------------------------------------------------------------------------------------------------------------
+# threads: never oversubscribe the cores (issue 16)
+# --------------------------------------------------------------------------------------------------------------
+MAX_THREADS = 8  # more intra-op threads rarely help the course's small matrices
+
+
+def cpu_slots() -> list[int]:
+    """The CPUs this process may run on (its affinity mask; all CPUs where the OS has no affinity API)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        return list(range(os.cpu_count() or 1))
+
+
+def explicit_threads() -> int | None:
+    """``AVLIB_THREADS``, else ``OMP_NUM_THREADS``, as an int >= 1; None when neither is set."""
     for var in ("AVLIB_THREADS", "OMP_NUM_THREADS"):
-        if os.environ.get(var, "").strip():
-            return max(1, int(os.environ[var]))
-    return max(1, min(8, os.cpu_count() or 1))
+        value = os.environ.get(var, "").strip()
+        if value:
+            try:
+                return max(1, int(value))
+            except ValueError:
+                raise ValueError(f"{var}={value!r} is not a whole number of threads; unset it or use e.g. "
+                                 f"{var}=2.") from None
+    return None
+
+
+def fair_threads(cores: int, busy_elsewhere: float | None, cap: int = MAX_THREADS) -> int:
+    """Intra-op threads that fit beside the other work: ``cores`` minus the cores other processes keep busy
+    (rounded half up), at least 1 and at most ``cap``. ``busy_elsewhere=None`` (unknown) counts as 0."""
+    taken = math.floor((busy_elsewhere or 0.0) + 0.5)
+    return max(1, min(cap, cores - taken))
+
+
+class CpuUsage:
+    """How many of this process's CPUs *other* processes keep busy, from ``/proc/stat`` (Linux).
+
+    Each :meth:`sample` returns the busy cores of the affinity CPUs since the previous sample, minus this
+    process's own CPU time (all its threads). Time of processes running at a lower priority (a higher
+    ``nice``) than this one is not counted: they yield their core to us. ``available`` is False where
+    ``/proc/stat`` is missing (macOS, Windows); :meth:`sample` then returns None.
+    """
+
+    def __init__(self, cpus: list[int] | None = None):
+        self.cpus = set(cpu_slots() if cpus is None else cpus)
+        self.count_nice = _own_nice() > 0  # a niced avlib competes with other niced work, not with nice 0
+        self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.available = Path("/proc/stat").is_file()
+        self._last = self._read() if self.available else None
+
+    def _read(self) -> tuple[float, float, float]:
+        """(busy seconds of our CPUs, wall seconds, our own CPU seconds)."""
+        busy = 0.0
+        with open("/proc/stat") as f:
+            for line in f:
+                if not line.startswith("cpu"):
+                    break  # the per-CPU lines come first
+                name, *vals = line.split()
+                if name == "cpu" or int(name[3:]) not in self.cpus:
+                    continue
+                user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in vals[:8])
+                busy += user + system + irq + softirq + steal + (nice if self.count_nice else 0)
+        return busy / self._hz, time.monotonic(), time.process_time()
+
+    def sample(self) -> float | None:
+        """Cores busy with other processes since the last sample (or construction); None if unknown."""
+        if not self.available:
+            return None
+        now = self._read()
+        (b0, w0, o0), (b1, w1, o1) = self._last, now
+        self._last = now
+        if w1 - w0 <= 0:
+            return None
+        return max(0.0, ((b1 - b0) - (o1 - o0)) / (w1 - w0))
+
+
+def _own_nice() -> int:
+    try:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+    except (AttributeError, OSError):
+        return 0
+
+
+def default_threads(window_s: float = 0.1) -> int:
+    """Torch intra-op threads for a new job: ``AVLIB_THREADS`` / ``OMP_NUM_THREADS`` if set, else the cores of
+    the affinity mask that other processes leave free, measured over ``window_s`` seconds (at least 1, at
+    most 8). So a notebook started while ``make run`` trains on both cores of a 2-core laptop takes 1 thread
+    instead of doubling the load (which made each step up to 10x slower, issue 16)."""
+    n = explicit_threads()
+    if n is not None:
+        return n
+    cpus = cpu_slots()
+    usage = CpuUsage(cpus)
+    if usage.available and window_s > 0:
+        time.sleep(window_s)
+    return fair_threads(len(cpus), usage.sample() if usage.available else None)
+
+
+class ThreadGovernor:
+    """Keeps a training loop's torch threads fair while other jobs come and go; call :meth:`update` once per
+    step (cheap: it looks at ``/proc/stat`` at most every ``interval_s`` seconds).
+
+    It sheds threads as soon as other processes keep cores busy (a second ``make run``, a notebook training,
+    any busy program) and takes them back after ``grow_after`` checks in a row found the cores free. Fixed
+    counts are left alone: with ``AVLIB_THREADS`` / ``OMP_NUM_THREADS`` set, or ``fixed=True``, it does nothing.
+    Two governed jobs on 2 cores settle at 1 thread each, which is never slower than 1 thread alone, whereas
+    2 + 2 threads on 2 cores made every step ~10x slower. ``history`` records ``(monotonic time, threads)``
+    at every change.
+    """
+
+    def __init__(self, interval_s: float = 1.0, grow_after: int = 3, fixed: bool | None = None,
+                 cap: int = MAX_THREADS):
+        self.fixed = explicit_threads() is not None if fixed is None else fixed
+        self.interval_s, self.grow_after, self.cap = interval_s, grow_after, cap
+        self.cpus = cpu_slots()
+        self.usage = CpuUsage(self.cpus)
+        self._next = time.monotonic() + interval_s
+        self._agree = 0
+        self.threads = torch.get_num_threads()
+        self.history: list[tuple[float, int]] = [(time.monotonic(), self.threads)]
+
+    @property
+    def active(self) -> bool:
+        return not self.fixed and self.usage.available
+
+    def update(self, force: bool = False) -> int:
+        """Re-check the cores if ``interval_s`` has passed (or ``force``); set and return the thread count."""
+        if not self.active:
+            return torch.get_num_threads()
+        now = time.monotonic()
+        if not force and now < self._next:
+            return self.threads
+        self._next = now + self.interval_s
+        want = fair_threads(len(self.cpus), self.usage.sample(), self.cap)
+        current = torch.get_num_threads()
+        if want < current:
+            self._agree = 0
+            self._set(want)
+        elif want > current:
+            self._agree += 1
+            if self._agree >= self.grow_after:
+                self._agree = 0
+                self._set(want)
+        else:
+            self._agree = 0
+        return self.threads
+
+    def _set(self, n: int) -> None:
+        torch.set_num_threads(n)
+        self.threads = n
+        self.history.append((time.monotonic(), n))
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:

@@ -80,3 +80,116 @@ def test_data_root_override(monkeypatch, tmp_path):
 def test_display_path_is_relative_inside_the_repo(tmp_path):
     assert env.display_path(env.ROOT / "data" / "generated" / "ci") == "data/generated/ci"
     assert env.display_path(tmp_path) == str(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# threads without oversubscription (issue 16)
+# --------------------------------------------------------------------------------------------------------------
+def test_fair_threads_leaves_the_busy_cores():
+    assert env.fair_threads(2, 0.0) == 2
+    assert env.fair_threads(2, None) == 2  # unknown (no /proc/stat): all cores of the mask
+    assert env.fair_threads(2, 0.4) == 2 and env.fair_threads(2, 0.6) == 1  # rounded half up
+    assert env.fair_threads(2, 1.0) == 1 and env.fair_threads(2, 3.0) == 1  # never below 1
+    assert env.fair_threads(16, 2.2) == 8  # capped at MAX_THREADS
+    assert env.fair_threads(16, 2.2, cap=16) == 14
+
+
+def test_explicit_threads_win(monkeypatch):
+    monkeypatch.setenv("AVLIB_THREADS", "3")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert env.explicit_threads() == 3 and env.default_threads() == 3
+    assert not env.ThreadGovernor().active  # fixed counts are left alone
+    monkeypatch.setenv("AVLIB_THREADS", "two")
+    with pytest.raises(ValueError, match="AVLIB_THREADS='two'"):
+        env.default_threads()
+    monkeypatch.delenv("AVLIB_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert env.explicit_threads() is None
+    assert 1 <= env.default_threads(window_s=0.05) <= len(env.cpu_slots())
+
+
+def test_governor_sheds_at_once_and_grows_back_slowly(monkeypatch):
+    monkeypatch.delenv("AVLIB_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        gov = env.ThreadGovernor(interval_s=0.0, grow_after=3, fixed=False)
+        gov.cpus = [0, 1]
+        seen = iter([1.0, 0.0, 0.0, 1.2, 0.0, 0.0, 0.0, 0.1])  # cores busy elsewhere, one per check
+        monkeypatch.setattr(gov.usage, "sample", lambda: next(seen))
+        monkeypatch.setattr(gov.usage, "available", True)
+        got = [gov.update(force=True) for _ in range(8)]
+    finally:
+        torch.set_num_threads(before)
+    assert got == [1, 1, 1, 1, 1, 1, 2, 2]  # shed at once; grow after 3 free checks in a row
+    assert [n for _, n in gov.history] == [2, 1, 2]
+
+
+def _two_cpus() -> list[int]:
+    cpus = env.cpu_slots()
+    if len(cpus) < 2 or not hasattr(os, "sched_setaffinity") or not os.path.isfile("/proc/stat"):
+        pytest.skip("needs Linux and >= 2 CPUs in the affinity mask")
+    return cpus[:2]
+
+
+_GOVERNED_JOB = """
+import os, sys, time, json
+os.sched_setaffinity(0, {CPUS})
+import torch
+from avlib import env
+torch.set_num_threads(env.default_threads(window_s=0.2))
+gov = env.ThreadGovernor(interval_s=0.25)
+x = torch.randn(192, 192)
+deadline = float(sys.argv[1])
+first = torch.get_num_threads()
+while time.time() < deadline:
+    for _ in range(20):
+        x = torch.tanh(x @ x) * 0.5
+    gov.update()
+print(json.dumps({{"first": first, "last": torch.get_num_threads(), "history": [n for _, n in gov.history]}}))
+"""
+
+
+@pytest.mark.slow
+def test_two_avlib_jobs_settle_at_one_thread_each_on_two_cores():
+    """Two governed jobs pinned to the same 2 CPUs (threads not fixed) end with 1 thread each."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    cpus = _two_cpus()
+    code = _GOVERNED_JOB.format(CPUS=set(cpus))
+    environ = {k: v for k, v in os.environ.items() if k not in ("AVLIB_THREADS", "OMP_NUM_THREADS")}
+    deadline = str(time.time() + 6.0)
+    jobs = [subprocess.Popen([sys.executable, "-c", code, deadline], stdout=subprocess.PIPE, text=True,
+                             env=environ) for _ in range(2)]
+    out = [json.loads(j.communicate(timeout=120)[0].strip().splitlines()[-1]) for j in jobs]
+    assert [o["last"] for o in out] == [1, 1], out
+
+
+@pytest.mark.slow
+def test_a_busy_process_is_seen_and_left_its_core():
+    """A busy loop pinned to one of our 2 CPUs: CpuUsage sees ~1 busy core, default_threads in a process with
+    those 2 CPUs picks 1 thread."""
+    import subprocess
+    import sys
+    import time
+
+    cpus = _two_cpus()
+    busy = subprocess.Popen([sys.executable, "-c",
+                             f"import os; os.sched_setaffinity(0, {{{cpus[0]}}})\nwhile True: pass"])
+    try:
+        time.sleep(0.5)
+        usage = env.CpuUsage(cpus)
+        time.sleep(0.5)
+        assert usage.sample() >= 0.6
+        environ = {k: v for k, v in os.environ.items() if k not in ("AVLIB_THREADS", "OMP_NUM_THREADS")}
+        child = subprocess.run([sys.executable, "-c", f"import os; os.sched_setaffinity(0, {set(cpus)})\n"
+                                "from avlib import env; print(env.default_threads(window_s=0.5))"],
+                               capture_output=True, text=True, env=environ, timeout=120)
+        assert child.stdout.strip().splitlines()[-1] == "1", child.stderr
+    finally:
+        busy.kill()
+        busy.wait()
