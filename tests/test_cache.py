@@ -175,3 +175,17 @@ def test_cache_names_a_broken_file(datafile, tmp_path):
     with pytest.raises(ValueError, match=str(bad.name)):
         CachedAVDataset(datafile, cfg=CONFIGS["eval"], cache_dir=tmp_path / "c", progress=False)
     assert not list((tmp_path / "c").glob("train-*"))  # nothing half-built in place
+
+
+def test_training_loops_read_the_cache(ci_data, tmp_path, monkeypatch):
+    from avlib import train as T
+
+    monkeypatch.setenv("AVLIB_CACHE", str(tmp_path / "cache"))
+    common = dict(data=str(ci_data), epochs=1, batch_size=8, amp=False, progress=False, max_steps=2, cache=True)
+    pre = T.pretrain(T.PretrainConfig(run_dir=str(tmp_path / "pre"), splits=("train",), validate=False,
+                                      **common))
+    ft = T.finetune(T.FinetuneConfig(run_dir=str(tmp_path / "ft"), mixup=0.5, **common))
+    assert pre.steps == 2 and ft.steps == 2
+    built = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").glob("train-*"))
+    assert built == ["train", "train"]  # pretraining and fine-tuning preprocess the split differently
+    assert T.PretrainConfig().cache is False and T.FinetuneConfig(cache=True).cache  # ci profile: off by default

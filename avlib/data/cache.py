@@ -30,8 +30,12 @@ preprocessing (sizes, sample rate, audio stats, stored frames, format version), 
 in order, each media file's path, size and modification time, ``config.json``'s generation hash when
 present). Changing either gives a new folder. Caches of one split with other preprocessing live side by side
 (training and evaluation read different frames); when the dataset changes, the stale folder with the same
-preprocessing is removed after the new one is built. Builds are atomic (a temporary folder renamed into place, ``meta.json`` written last) and locked,
-so two processes never build the same cache twice; each shows a progress bar.
+preprocessing is removed after the new one is built. Builds are atomic (a temporary folder renamed into
+place, ``meta.json`` written last) and locked, so two processes never build the same cache twice; each shows
+a progress bar.
+
+Training uses it through ``PretrainConfig(cache=True)`` / ``FinetuneConfig(cache=True)`` (default: the
+profile's ``cache``; on in ``gpu``).
 """
 
 from __future__ import annotations

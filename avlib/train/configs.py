@@ -41,7 +41,8 @@ class _Common:
     augment_video: bool = False  # random resized crop + flip (the reference has none)
     amp: bool | None = None  # bf16 autocast; None: on CUDA, and on CPUs with native bf16
     compile: bool = False  # torch.compile the model (gains nothing on CPU, see environment.md)
-    num_workers: int = 0  # DataLoader worker processes
+    num_workers: int = _prof("num_workers")  # DataLoader worker processes (also build the cache)
+    cache: bool = _prof("cache")  # read the decoded-tensor cache (avlib.data.cache), built on first use
     checkpoint_every: int = 50  # steps between training-state checkpoints (0: only at the end)
     seed: int = 0
     device: str | None = None  # None: AVLIB_DEVICE, else cuda -> mps -> cpu

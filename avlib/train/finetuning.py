@@ -68,7 +68,8 @@ def finetune(cfg: FinetuneConfig | None = None, on_step: Callable[[dict], None] 
     Writes ``<run_dir>/model`` (with class names and preprocessing for :func:`avlib.predict.predict`) and
     the history.
     """
-    from avlib.data.dataset import AVDataset, AVDatasetConfig
+    from avlib.data.cache import open_dataset
+    from avlib.data.dataset import AVDatasetConfig
     from avlib.models import save_pretrained
 
     cfg = (cfg or FinetuneConfig()).replace(**overrides)
@@ -79,7 +80,8 @@ def finetune(cfg: FinetuneConfig | None = None, on_step: Callable[[dict], None] 
         dcfg = AVDatasetConfig(train=True, modalities=mods, freqm=cfg.freqm, timem=cfg.timem, noise=cfg.noise,
                                mixup=cfg.mixup, label_smoothing=cfg.label_smoothing,
                                augment_video=cfg.augment_video, label_fraction=cfg.label_fraction)
-        ds = AVDataset(root / "datafiles" / f"{cfg.train_split}.json", cfg=dcfg, seed=cfg.seed)
+        ds = open_dataset(root / "datafiles" / f"{cfg.train_split}.json", dcfg, cfg.seed, cfg.cache, cfg.progress,
+                          workers=cfg.num_workers)
         env.seed_everything(cfg.seed)
         model = _finetune_model(cfg, ds.num_classes, dcfg).to(loop.device)
         if cfg.linear_probe:

@@ -69,7 +69,7 @@ def _lock_run_dir(run_dir: Path):
 
 
 # fields that may change between a run and its resumption (where and how it runs, not what it computes)
-_RUNTIME_FIELDS = {"data", "run_dir", "device", "num_workers", "checkpoint_every", "resume", "progress",
+_RUNTIME_FIELDS = {"data", "run_dir", "device", "num_workers", "cache", "checkpoint_every", "resume", "progress",
                    "max_steps", "compile"}
 
 
@@ -89,6 +89,7 @@ class _Loop:
         self.step = 0
         self.start_step = 0  # where this call began (> 0 after a resume)
         self._lock = _lock_run_dir(self.run_dir) if self.info.is_main else None
+        self.threads = env.ThreadGovernor()  # sheds torch threads while other jobs keep cores busy
         self.t0 = time.time()
 
     def release(self) -> None:
@@ -158,6 +159,7 @@ class _Loop:
         opt.step()
         sched.step()
         self.step += 1
+        self.threads.update()
         return gnorm
 
     def log(self, row: dict, reduce_keys: Sequence[str] = ()) -> dict:

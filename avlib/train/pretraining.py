@@ -22,11 +22,12 @@ __all__ = ["pretrain", "pretrain_model", "pretrain_snapshots", "pretrain_losses"
 
 
 def _pretrain_datasets(cfg: PretrainConfig, root: Path):
-    from avlib.data.dataset import AVDataset, AVDatasetConfig
+    from avlib.data.cache import open_dataset
+    from avlib.data.dataset import AVDatasetConfig
 
     dcfg = AVDatasetConfig(train=True, noise=cfg.noise, augment_video=cfg.augment_video)
-    parts = [AVDataset(root / "datafiles" / f"{s}.json", cfg=dcfg, seed=cfg.seed + i)
-             for i, s in enumerate(cfg.splits)]
+    parts = [open_dataset(root / "datafiles" / f"{s}.json", dcfg, cfg.seed + i, cfg.cache, cfg.progress,
+                          workers=cfg.num_workers) for i, s in enumerate(cfg.splits)]
     return parts
 
 
