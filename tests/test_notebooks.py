@@ -41,7 +41,8 @@ def test_solution_regions_become_stubs():
         nbformat.v4.new_code_cell(src, execution_count=1, metadata=dict(check),
                                   outputs=[nbformat.v4.new_output("stream", text="hi")]),
         nbformat.v4.new_code_cell("# SELF-CHECK\ncheck(f)", metadata=dict(check)),
-        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["nbval-ignore-output"], "execution": {"iopub.status.busy": "t"}}),
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["nbval-ignore-output"],
+                                                     "execution": {"iopub.status.busy": "t"}}),
         nbformat.v4.new_markdown_cell("# Title", metadata={"tags": ["course-header"], "foo": "x"}),
     ])
     twin = nbtool.exercise_twin(nb, "05_masking.ipynb")
