@@ -70,7 +70,7 @@ def test_bad_files_give_clear_errors(av_model, tmp_path):
         predict(bad, av_model)
     odd = tmp_path / "notes.txt"
     odd.write_text("hi")
-    with pytest.raises(ValueError, match="unknown file type"):
+    with pytest.raises(ValueError, match=r"notes\.txt is not an audio, video or image file"):
         predict(odd, av_model)
     with pytest.raises(FileNotFoundError, match="config.json"):
         predict(odd, tmp_path)

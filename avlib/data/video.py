@@ -352,21 +352,22 @@ class ExtractReport:
         return [f"{p}: no audio track" for p in self.no_audio] + [f"{p}: {why}" for p, why in self.failed]
 
 
-def _is_video(p: Path) -> bool:
+def _kind(p: Path) -> str | None:
+    """:func:`avlib.media.probe`'s verdict, or None for an unreadable file."""
     from avlib.media import probe
 
     try:
-        return probe(p) == "video"
+        return probe(p)
     except (ValueError, OSError):
-        return False
+        return None
 
 
 def list_videos(folder: str | Path, ignored: list[Path] | None = None) -> list[Path]:
     """The files directly in ``folder`` (sorted by name, hidden ones left out) that are videos.
 
-    Recognised by content (:func:`avlib.media.probe`), so an ``.mkv`` named ``.bin`` counts and a text file
-    named ``.mp4`` does not; a file with a video extension (``VIDEO_EXTENSIONS``) is kept even if unreadable,
-    so that it is reported as failed rather than forgotten. Other files are appended to ``ignored``.
+    Recognised by content (:func:`avlib.media.probe`), so an ``.mkv`` named ``.bin`` counts and a WAV named
+    ``.mp4`` does not. An unreadable file with a video extension (``VIDEO_EXTENSIONS``) is kept, so that it
+    is reported as failed rather than forgotten. Other files are appended to ``ignored``.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -375,7 +376,8 @@ def list_videos(folder: str | Path, ignored: list[Path] | None = None) -> list[P
     for p in sorted(folder.iterdir()):
         if not p.is_file() or p.name.startswith("."):
             continue
-        if p.suffix.lower() in VIDEO_EXTENSIONS or _is_video(p):
+        kind = _kind(p)
+        if kind == "video" or (kind is None and p.suffix.lower() in VIDEO_EXTENSIONS):
             out.append(p)
         elif ignored is not None:
             ignored.append(p)
