@@ -49,7 +49,9 @@ def load_frame(path: str | Path, size: int | None = None) -> Tensor:
             if size is not None and im.format == "JPEG" and 2 * size <= min(im.size):
                 s = size / min(im.size)
                 im.draft("RGB", (math.ceil(im.size[0] * s), math.ceil(im.size[1] * s)))
-            arr = _rgb_array(ImageOps.exif_transpose(im))  # [H, W, 3]
+            if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation: turn the photo as a viewer shows it
+                im = ImageOps.exif_transpose(im)
+            arr = _rgb_array(im)  # [H, W, 3]
     except Image.DecompressionBombError as e:
         raise ValueError(f"frame {path} claims a size beyond Pillow's safety limit ({e}); it is corrupt or a "
                          "'decompression bomb'. Downscale the image (e.g. to 1024 px) or drop it.") from None
