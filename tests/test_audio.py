@@ -73,6 +73,25 @@ def test_load_wav_no_samples(tmp_path):
 # ------------------------------------------------------------------------------------------------------------
 # fbank, pad/crop
 # ------------------------------------------------------------------------------------------------------------
+def test_downmix_pick_track_and_limit_peak_rules():
+    x = sine(440, 0.1, 16000)
+    assert np.allclose(A.downmix(np.stack([x, 0.5 * x])), 0.75 * x)  # the mean of the channels
+    with pytest.warns(UserWarning, match="where: its 2 channels cancel"):
+        assert np.array_equal(A.downmix(np.stack([x, -x]), "where"), x)  # the left channel
+    silent = np.zeros((2, 1600), np.float32)
+    assert np.array_equal(A.downmix(silent), silent[0])  # silence is not "cancelling"
+    assert A.pick_track([np.stack([x])]) == 0
+    with pytest.warns(UserWarning, match="f.mkv: audio track 0 is silent; using track 2"):
+        assert A.pick_track([silent, silent, x[None], x[None]], "f.mkv") == 2
+    assert A.pick_track([silent, silent]) == 0
+    loud = 3 * x  # peak 1.5
+    with pytest.warns(UserWarning, match="peak 1.50 exceeds 1.0 after mixing down; scaled by 0.667"):
+        assert np.allclose(A.limit_peak(loud), loud / np.abs(loud).max())
+    assert A.limit_peak(x) is x
+    with pytest.raises(ValueError, match="w: 1 NaN"):
+        A.check_finite(np.array([0.0, np.nan]), "w")
+
+
 def test_fbank_matches_kaldi_reference_settings():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(16000, generator=g) * 0.1 + 0.3  # with a DC offset
