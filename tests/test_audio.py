@@ -88,7 +88,7 @@ def test_downmix_pick_track_and_limit_peak_rules():
     with pytest.warns(UserWarning, match="peak 1.50 exceeds 1.0 after mixing down; scaled by 0.667"):
         assert np.allclose(A.limit_peak(loud), loud / np.abs(loud).max())
     assert A.limit_peak(x) is x
-    with pytest.raises(ValueError, match="w: 1 NaN"):
+    with pytest.raises(ValueError, match="w holds 1 NaN"):
         A.check_finite(np.array([0.0, np.nan]), "w")
 
 
