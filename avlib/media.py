@@ -58,6 +58,8 @@ def probe(path: str | Path) -> str:
     import av
 
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; pass the files in it (python -m avlib predict accepts folders).")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist.")
     if path.stat().st_size == 0:

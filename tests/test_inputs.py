@@ -287,6 +287,8 @@ def test_files_are_recognised_by_content_not_extension(tmp_path):
     with pytest.raises(ValueError, match=r"notes\.mp4 is not an audio, video or image file"):
         probe(tmp_path / "notes.mp4")
     assert list_videos(tmp_path) == [vid, tmp_path / "notes.mp4"]  # by content, or a video name (-> failed)
+    with pytest.raises(ValueError, match="is a folder"):
+        probe(tmp_path)
 
 
 def test_datafile_and_label_csv_with_bom_and_crlf(tmp_path):
