@@ -146,6 +146,8 @@ def check_finite(data: np.ndarray | Tensor, where: str) -> None:
 def pick_track(tracks: list, where: str = "") -> int:
     """Which of several audio tracks (each ``[C, S]``) to use: the first whose peak reaches
     ``SILENCE_PEAK`` (-80 dBFS), warning when that is not track 0 (track 0 if all are silent)."""
+    if len(tracks) <= 1:
+        return 0
     for k, t in enumerate(tracks):
         a = np.asarray(t)
         if a.size and np.nanmax(np.abs(a)) >= SILENCE_PEAK:
@@ -166,6 +168,8 @@ def downmix(data: np.ndarray, where: str = "") -> np.ndarray:
     data = np.asarray(data)
     if data.ndim == 1:
         return data
+    if data.shape[0] == 1:
+        return data[0]
     mono = data.mean(axis=0)  # [S]
     if data.shape[0] > 1 and data.shape[1]:
         loudest = float(np.sqrt(np.mean(data.astype(np.float64) ** 2, axis=1)).max())
