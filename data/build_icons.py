@@ -1,9 +1,12 @@
-"""Render the instrument pictures of ``data/classes.csv`` from four icon sets into small RGBA PNGs.
+"""Render the instrument pictures of ``data/classes.csv`` from thirteen icon sets into small RGBA PNGs.
 
 Development-time only (npm and resvg-py are *not* run-time dependencies). Regenerate with::
 
     mkdir -p .dev/npm && (cd .dev/npm && npm install @iconify-json/noto @iconify-json/twemoji \\
-        @iconify-json/openmoji @iconify-json/game-icons)
+        @iconify-json/openmoji @iconify-json/game-icons @iconify-json/fluent-emoji \\
+        @iconify-json/fluent-emoji-flat @iconify-json/fluent-emoji-high-contrast @iconify-json/emojione \\
+        @iconify-json/emojione-v1 @iconify-json/fxemoji @iconify-json/noto-v1 \\
+        @iconify-json/streamline-emojis @iconify-json/mdi)
     pip install --target .dev/pkgs resvg-py
     PYTHONPATH=.dev/pkgs python data/build_icons.py --npm .dev/npm/node_modules
 
@@ -30,28 +33,47 @@ HERE = Path(__file__).resolve().parent
 SIZE = 128  # stored icon size (pixels)
 MARGIN = 4  # transparent border kept around the trimmed icon
 
-# style -> iconify package and, per class mid, the icon name(s) in that set (several names = picture variants)
+# style -> iconify package and, per class mid, the icon name(s) in that set (several names = picture variants).
+# A style may draw only some of the classes (most emoji sets have no harp or trombone): each class is drawn by
+# the union of the styles of a split (see avlib.data.scene.picture_pool).
+_EMOJI = {"piano": ["musical-keyboard"], "guitar": ["guitar"], "violin": ["violin"], "harp": ["harp"],
+          "trumpet": ["trumpet"], "trombone": ["trombone"], "saxophone": ["saxophone"], "flute": ["flute"],
+          "accordion": ["accordion"], "banjo": ["banjo"], "drum_kit": ["drum"], "conga": ["long-drum"],
+          "maracas": ["maracas"]}
+_OLD_EMOJI = ("piano", "guitar", "violin", "trumpet", "saxophone")  # the emoji of Unicode 6-9
+
+
+def _emoji(*mids: str, **renames: list[str]) -> dict[str, list[str]]:
+    return {m: renames.get(m, _EMOJI[m]) for m in (mids or _EMOJI)}
+
+
 STYLES: dict[str, dict] = {
-    "noto": {"package": "@iconify-json/noto", "monochrome": False, "icons": {
-        "piano": ["musical-keyboard"], "guitar": ["guitar"], "violin": ["violin"], "harp": ["harp"],
-        "trumpet": ["trumpet"], "trombone": ["trombone"], "saxophone": ["saxophone"], "flute": ["flute"],
-        "accordion": ["accordion"], "banjo": ["banjo"], "drum_kit": ["drum"], "conga": ["long-drum"],
-        "maracas": ["maracas"]}},
-    "twemoji": {"package": "@iconify-json/twemoji", "monochrome": False, "icons": {
-        "piano": ["musical-keyboard"], "guitar": ["guitar"], "violin": ["violin"], "harp": ["harp"],
-        "trumpet": ["trumpet"], "trombone": ["trombone"], "saxophone": ["saxophone"], "flute": ["flute"],
-        "accordion": ["accordion"], "banjo": ["banjo"], "drum_kit": ["drum"], "conga": ["long-drum"],
-        "maracas": ["maracas"]}},
+    "noto": {"package": "@iconify-json/noto", "monochrome": False, "icons": _emoji()},
+    "twemoji": {"package": "@iconify-json/twemoji", "monochrome": False, "icons": _emoji()},
     "game-icons": {"package": "@iconify-json/game-icons", "monochrome": True, "icons": {
         "piano": ["grand-piano", "piano-keys"], "guitar": ["guitar"], "violin": ["violin"],
         "harp": ["harp"], "trumpet": ["trumpet"], "trombone": ["trombone"], "saxophone": ["saxophone"],
-        "flute": ["flute"], "accordion": ["accordion"], "banjo": ["banjo"], "drum_kit": ["drum-kit"],
+        "flute": ["flute"], "accordion": ["accordion"], "banjo": ["banjo"], "drum_kit": ["drum-kit", "drum"],
         "conga": ["noto:long-drum"], "maracas": ["maracas"]}},  # game-icons has no hand drum
-    "openmoji": {"package": "@iconify-json/openmoji", "monochrome": False, "icons": {
-        "piano": ["musical-keyboard"], "guitar": ["guitar"], "violin": ["violin"], "harp": ["harp"],
-        "trumpet": ["trumpet"], "trombone": ["trombone"], "saxophone": ["saxophone"], "flute": ["flute"],
-        "accordion": ["accordion"], "banjo": ["banjo"], "drum_kit": ["drum"], "conga": ["long-drum"],
-        "maracas": ["maracas"]}},
+    "openmoji": {"package": "@iconify-json/openmoji", "monochrome": False, "icons": _emoji()},
+    "fluent-3d": {"package": "@iconify-json/fluent-emoji", "monochrome": False, "icons": _emoji(
+        *[m for m in _EMOJI if m not in ("harp", "trombone")])},
+    "fluent-flat": {"package": "@iconify-json/fluent-emoji-flat", "monochrome": False, "icons": _emoji(
+        *[m for m in _EMOJI if m not in ("harp", "trombone")])},
+    "fluent-contrast": {"package": "@iconify-json/fluent-emoji-high-contrast", "monochrome": True,
+                        "icons": _emoji(*[m for m in _EMOJI if m not in ("harp", "trombone")])},
+    "emojione": {"package": "@iconify-json/emojione", "monochrome": False,
+                 "icons": _emoji(*_OLD_EMOJI, "drum_kit")},
+    "emojione-v1": {"package": "@iconify-json/emojione-v1", "monochrome": False, "icons": _emoji(*_OLD_EMOJI)},
+    "fxemoji": {"package": "@iconify-json/fxemoji", "monochrome": False,
+                "icons": _emoji(*_OLD_EMOJI, piano=["musicalkeyboard"])},
+    "noto-v1": {"package": "@iconify-json/noto-v1", "monochrome": False,
+                "icons": _emoji(*_OLD_EMOJI, "drum_kit")},
+    "streamline": {"package": "@iconify-json/streamline-emojis", "monochrome": False,
+                   "icons": _emoji(*_OLD_EMOJI)},
+    "mdi": {"package": "@iconify-json/mdi", "monochrome": True, "icons": {
+        "piano": ["piano"], "guitar": ["guitar-acoustic", "guitar-electric"], "violin": ["violin"],
+        "trumpet": ["trumpet"], "saxophone": ["saxophone"]}},
 }
 
 
@@ -107,10 +129,10 @@ def main() -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         for old in out_dir.glob("*.png"):
             old.unlink()
-        missing = [m for m in mids if m not in spec["icons"]]
-        if missing:
-            raise SystemExit(f"style {style} lacks classes {missing}")
-        for mid in mids:
+        unknown = [m for m in spec["icons"] if m not in mids]
+        if unknown:
+            raise SystemExit(f"style {style} names classes {unknown} that data/classes.csv does not have")
+        for mid in [m for m in mids if m in spec["icons"]]:
             for k, name in enumerate(spec["icons"][mid]):
                 fname = f"{mid}.png" if k == 0 else f"{mid}-{k + 1}.png"
                 source = icon_set
@@ -126,7 +148,7 @@ def main() -> None:
             "package": spec["package"], "version": version, "name": info["name"],
             "author": info["author"]["name"], "author_url": info["author"].get("url", ""),
             "license": info["license"]["spdx"], "license_url": info["license"].get("url", ""),
-            "monochrome": spec["monochrome"], "icons": {m: spec["icons"][m] for m in mids},
+            "monochrome": spec["monochrome"], "icons": {m: spec["icons"][m] for m in mids if m in spec["icons"]},
         }
         n = sum(len(v) for v in spec["icons"].values())
         print(f"{style}: {n} icons from {spec['package']} {version}")

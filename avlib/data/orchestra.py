@@ -3,14 +3,17 @@
 Each clip is one instrument playing (a Bach chorale part in its own texture, or a rhythm for the
 percussion), rendered from a General-MIDI soundfont shipped in a pip wheel with per-clip timbre processing,
 sometimes joined by a quieter second instrument; its 10 frames show the instrument's picture moving with its
-own notes next to a silent distractor instrument. See :mod:`avlib.data.synth` (sound) and
-:mod:`avlib.data.scene` (pictures).
+own notes, in a quarter of the clips beside a smaller, silent distractor instrument. See
+:mod:`avlib.data.synth` (sound) and :mod:`avlib.data.scene` (pictures).
 
 Splits (``clips_per_class`` of the profile, per class):
 
 * ``unlabeled`` (the largest: for self-supervised pretraining; true labels kept but unused), ``train``,
-  ``val`` - the *training domain*: soundfont TimGM6mb, icon styles Noto, Twemoji and game-icons;
-* ``test`` - a *new domain*: soundfont Merlin and OpenMoji icons, never seen in training.
+  ``val`` - the *training domain*: both soundfonts (TimGM6mb, Merlin) with every suitable GM program, twelve
+  icon styles (:data:`TRAIN_STYLES`), four fifths of the Bach chorales and most rhythm patterns;
+* ``test`` - held out: the other fifth of the chorales and the rhythm patterns of
+  :data:`avlib.data.synth.TEST_PATTERNS` (unseen melodies and rhythms), new scenes, and the OpenMoji picture
+  style, never seen in training. Timbres (soundfonts, programs) are shared with training.
 
 Layout under ``generate()``'s directory (CAV-MAE's, read by :mod:`avlib.data.datafile`)::
 
@@ -40,7 +43,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -54,7 +56,7 @@ from avlib import env
 from avlib.data import scene as S
 from avlib.data import synth
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SPLITS = ("unlabeled", "train", "val", "test")
 NUM_FRAMES = 10
 CLASSES_CSV = env.ROOT / "data" / "classes.csv"
@@ -66,11 +68,14 @@ class Domain:
 
     soundfonts: tuple[str, ...]
     styles: tuple[str, ...]
+    melodies: str = "all"  # chorales and rhythm patterns: all | train | test (avlib.data.synth.in_melody_set)
 
 
+TRAIN_STYLES = ("noto", "twemoji", "game-icons", "fluent-3d", "fluent-flat", "fluent-contrast", "emojione",
+                "emojione-v1", "fxemoji", "noto-v1", "streamline", "mdi")
 DOMAINS: dict[str, Domain] = {
-    "train": Domain(("timgm6mb",), ("noto", "twemoji", "game-icons")),
-    "test": Domain(("merlin",), ("openmoji",)),
+    "train": Domain(("timgm6mb", "merlin"), TRAIN_STYLES, "train"),
+    "test": Domain(("timgm6mb", "merlin"), ("openmoji",), "test"),  # unseen melodies, rhythms, picture style
 }
 SPLIT_DOMAIN = {"unlabeled": "train", "train": "train", "val": "train", "test": "test"}
 
@@ -88,6 +93,8 @@ class OrchestraConfig:
     seed: int = 0
     second_voice_p: float = 0.5  # probability of a quieter second instrument
     second_voice_db: tuple[float, float] = (-18.0, -8.0)  # its level relative to the first (RMS)
+    distractor_p: float = 0.25  # probability of a silent second instrument in the picture
+    grey_p: float = 0.1  # probability of grey-scale frames
     jpeg_quality: int = 90
     mp4_size: int = 224  # mp4s are drawn at max(frame_size, mp4_size), rounded to even
     mp4_fps: float = 12.5
@@ -178,9 +185,9 @@ def make_clip(cfg: OrchestraConfig, split: str, index: int) -> Clip:
     label = classes[index % k]
     dom = cfg.domains[cfg.split_domain[split]]
     soundfont = str(rng.choice(dom["soundfonts"]))
-    style = str(rng.choice(dom["styles"]))
+    melodies = dom.get("melodies", "all")
     others = [m for m in classes if m != label]
-    distractor = str(rng.choice(others))
+    distractor = str(rng.choice(others)) if rng.random() < cfg.distractor_p else ""
     second = ""
     if rng.random() < cfg.second_voice_p:
         second = str(rng.choice([m for m in others if m != distractor]))
@@ -190,7 +197,7 @@ def make_clip(cfg: OrchestraConfig, split: str, index: int) -> Clip:
     def avail(mid: str) -> set[int]:
         return kits if synth.INSTRUMENTS[mid].drums else melodic
 
-    main = synth.compose(label, rng, sec, available=avail(label))
+    main = synth.compose(label, rng, sec, available=avail(label), melodies=melodies)
     x, eq = synth.equalize(synth.render(main, soundfont, sec, sr), sr, rng)
     x, dyn = synth.compress(x, sr, rng)
     motion = S.motion_from_audio(main.notes, x, sr, drums=main.drums)
@@ -201,7 +208,7 @@ def make_clip(cfg: OrchestraConfig, split: str, index: int) -> Clip:
             chorale = next(c for c in synth.load_melodies()["chorales"] if c["id"] == main.info["chorale"])
         part = str(rng.choice(["S", "A", "T", "B"]))
         v2 = synth.compose(second, rng, sec, chorale=chorale, line_part=part, bpm=main.info["bpm"],
-                           start=main.info.get("start"), available=avail(second))
+                           start=main.info.get("start"), available=avail(second), melodies=melodies)
         y, _ = synth.equalize(synth.render(v2, soundfont, sec, sr), sr, rng)
         db = float(rng.uniform(*cfg.second_voice_db))
         x = x + y * (synth.rms(x) / synth.rms(y)) * 10 ** (db / 20)
@@ -209,13 +216,18 @@ def make_clip(cfg: OrchestraConfig, split: str, index: int) -> Clip:
     x, rev = synth.reverb(x, sr, rng)
     x, noise = synth.add_noise(x, sr, rng)
     x, lvl = synth.master(x, rng)
-    icons = S.load_icons(style)
-    s_icon = icons[label][int(rng.integers(len(icons[label])))]
-    d_icon = icons[distractor][int(rng.integers(len(icons[distractor])))]
-    scn = S.sample_scene(rng, s_icon, d_icon, S.styles()[style]["monochrome"], motion, sec)
+    pool = S.picture_pool(label, dom["styles"])
+    style, variant = pool[int(rng.integers(len(pool)))]
+    s_icon, d_icon, d_style = S.load_icons(style)[label][variant], None, style
+    if distractor:
+        d_style, d_variant = (d := S.picture_pool(distractor, dom["styles"]))[int(rng.integers(len(d)))]
+        d_icon = S.load_icons(d_style)[distractor][d_variant]
+    mono = (S.styles()[style]["monochrome"], S.styles()[d_style]["monochrome"])
+    scn = S.sample_scene(rng, s_icon, d_icon, mono, motion, sec, grey_p=cfg.grey_p)
     info = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in main.info.items()}
     meta = {"video_id": clip_id(split, index), "split": split, "index": index, "label": label,
-            "seconds": sec, "soundfont": soundfont, "style": style, "distractor": distractor,
+            "seconds": sec, "soundfont": soundfont, "style": style, "picture": variant, "distractor": distractor,
+            "melodies": melodies,
             "program": main.program, "notes": len(main.notes), **info, **meta_second,
             "eq": eq, "dynamics": dyn, "reverb": rev, "noise": noise, "level": lvl, "scene": scn.info}
     return Clip(clip_id(split, index), label, x, scn, meta)
@@ -329,11 +341,8 @@ def _mp4_ids(cfg: OrchestraConfig, n_classes: int) -> list[str]:
 
 
 def _write_mp4s(root: Path, cfg: OrchestraConfig, ids: list[str]) -> int:
-    try:
-        from avlib.data.video import write_mp4
-    except ImportError:  # the loader's video module is not there: skip, a later generate() adds them
-        print("avlib.data.video.write_mp4 is not available: skipping the mp4 clips", file=sys.stderr)
-        return 0
+    from avlib.data.video import write_mp4
+
     size = max(cfg.frame_size, cfg.mp4_size) // 2 * 2
     n = 0
     for vid in ids:
@@ -351,14 +360,9 @@ def _write_mp4s(root: Path, cfg: OrchestraConfig, ids: list[str]) -> int:
     return n
 
 
-def _audio_stats(root: Path, ids: list[str], progress: bool = True) -> dict | None:
-    """fbank mean/std over clips ``ids`` with avlib.audio (None if that module is not available)."""
-    try:
-        from avlib import audio as A
-    except ImportError:
-        print("avlib.audio is not available: audio_stats.json not written", file=sys.stderr)
-        return None
-    import torch
+def _audio_stats(root: Path, ids: list[str], progress: bool = True) -> dict:
+    """fbank mean/std over clips ``ids`` with avlib.audio."""
+    from avlib import audio as A
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small FFTs: one thread is fastest, and others do not spin on a busy machine

@@ -6,10 +6,11 @@ A :class:`Scene` is sampled once per clip (:func:`sample_scene`) and then drawn 
 * The **sounding** instrument follows its :class:`Motion` - loudness sets its size, the pitch of the current
   note its height (a moving piano roll), note onsets make it jump and flash - so a frame can be matched to
   *this* sound, not only to the class.
-* A silent **distractor** instrument of another class moves with a fake motion of the same statistics; in a
-  single frame the two are told apart only by the sounder being larger, more central and usually in front.
-* Backgrounds (gradients, spotlights, wallpaper, bokeh, textures, rooms), placement, scale, rotation, colour
-  jitter, partial occlusion, lighting flicker, camera shake, blur and pixel noise vary per clip.
+* In a minority of clips a silent **distractor** instrument of another class stands at the side, smaller, and
+  moves with a fake motion of the same statistics; the sounder stays larger, more central and usually in front,
+  so most frames show one instrument and the rest still say which one sounds.
+* Backgrounds (plain, gradients, spotlights, wallpaper, bokeh, textures, rooms), placement, scale, rotation,
+  colour jitter, grey-scale, partial occlusion, lighting flicker, camera shake, blur and pixel noise vary.
 
 Icons are RGBA PNGs under ``data/icons/<style>/`` (see ``data/README.md``); their alpha channel is kept.
 """
@@ -38,7 +39,7 @@ def styles() -> dict[str, dict]:
     return json.loads(path.read_text())
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=32)
 def load_icons(style: str) -> dict[str, list[np.ndarray]]:
     """Class mid -> list of RGBA uint8 icons [S, S, 4] (several picture variants where the set has them)."""
     if style not in styles():
@@ -54,6 +55,14 @@ def load_icons(style: str) -> dict[str, list[np.ndarray]]:
             imgs.append(np.asarray(Image.open(path).convert("RGBA")))
         out[mid] = imgs
     return out
+
+
+def picture_pool(mid: str, styles_: tuple[str, ...] | list[str]) -> list[tuple[str, int]]:
+    """Every picture of class ``mid`` in ``styles_``: ``[(style, variant index), ...]`` (styles may skip classes)."""
+    pool = [(s, k) for s in styles_ for k in range(len(styles()[s]["icons"].get(mid, [])))]
+    if not pool:
+        raise ValueError(f"no icon style of {list(styles_)} draws {mid!r}: add one in data/build_icons.py.")
+    return pool
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -149,13 +158,14 @@ class Scene:
 
     background: dict
     sounder: Sprite
-    distractor: Sprite
+    distractor: Sprite | None  # None: the sounder is alone in the picture
     occluder: dict | None
     noise: float  # pixel noise sigma (0..255 scale)
     blur: float  # Gaussian blur radius in pixels at 128 px
     flicker: float  # lighting flicker depth
     shake: float  # camera shake (fraction of the frame)
     seed: int
+    grey: bool = False  # drawn in grey-scale
     info: dict = field(default_factory=dict)
     cache: dict = field(default_factory=dict, repr=False)  # (size, margin) -> background image
 
@@ -190,12 +200,18 @@ def jitter_colour(icon: np.ndarray, rng: np.random.Generator, hue_deg: float = 1
     return np.dstack([(rgb * 255).round().astype(np.uint8), icon[..., 3:]])
 
 
-BACKGROUNDS = ("gradient", "spotlight", "stripes", "checks", "bokeh", "texture", "room")
+BACKGROUNDS = ("plain", "gradient", "spotlight", "stripes", "checks", "bokeh", "texture", "room")
 
 
-def sample_scene(rng: np.random.Generator, sounder: np.ndarray, distractor: np.ndarray, monochrome: bool,
-                 sounder_motion: Motion, seconds: float) -> Scene:
-    """Draw the random layout of one clip: background, placements, jitter, occluder, noise."""
+def sample_scene(rng: np.random.Generator, sounder: np.ndarray, distractor: np.ndarray | None,
+                 monochrome: bool | tuple[bool, bool], sounder_motion: Motion, seconds: float,
+                 grey_p: float = 0.1) -> Scene:
+    """Draw the random layout of one clip: background, placements, jitter, occluder, noise.
+
+    ``distractor`` None leaves the sounder alone; ``monochrome`` (per sprite, or one flag for both) marks
+    silhouettes to be painted in a colour that stands out; ``grey_p`` is the chance of a grey-scale clip.
+    """
+    mono = (monochrome, monochrome) if isinstance(monochrome, bool) else tuple(monochrome)
     bg_kind = str(rng.choice(BACKGROUNDS))
     background = {"kind": bg_kind, "c1": _random_colour(rng), "c2": _random_colour(rng),
                   "c3": _random_colour(rng, (0.3, 1.0), (0.5, 1.0)), "angle": float(rng.uniform(0, np.pi)),
@@ -203,24 +219,28 @@ def sample_scene(rng: np.random.Generator, sounder: np.ndarray, distractor: np.n
                   "cx": float(rng.uniform(0.25, 0.75)), "cy": float(rng.uniform(0.2, 0.6)),
                   "seed": int(rng.integers(2 ** 31))}
     tints = [None, None]
-    if monochrome:  # silhouettes: a colour that stands out from the background
-        lum = float(_background(background, 32, 0).mean(axis=(0, 1)) @ _YIQ[0])
-        for k in range(2):
+    lum = float(_background(background, 32, 0).mean(axis=(0, 1)) @ _YIQ[0])
+    for k in range(2):
+        if mono[k]:  # silhouettes: a colour that stands out from the background
             tints[k] = _random_colour(rng, (0.0, 0.9), (0.02, 0.3) if lum > 0.45 else (0.75, 1.0))
     sounder = jitter_colour(sounder, rng, tint=tints[0])
-    distractor = jitter_colour(distractor, rng, tint=tints[1])
     left = rng.random() < 0.5
-    s_sprite = Sprite(sounder, x=float(rng.uniform(0.38, 0.62)), y=float(rng.uniform(0.42, 0.58)),
-                      scale=float(rng.uniform(0.46, 0.66)), angle=float(rng.normal(0, 12)),
-                      flip=bool(rng.random() < 0.5), motion=sounder_motion,
+    alone = distractor is None
+    s_sprite = Sprite(sounder, x=float(rng.uniform(0.38, 0.62) if not alone else rng.uniform(0.3, 0.7)),
+                      y=float(rng.uniform(0.42, 0.58) if not alone else rng.uniform(0.35, 0.65)),
+                      scale=float(rng.uniform(0.46, 0.66) if not alone else rng.uniform(0.45, 0.85)),
+                      angle=float(rng.normal(0, 12)), flip=bool(rng.random() < 0.5), motion=sounder_motion,
                       react=float(rng.uniform(0.6, 1.0)))
-    d_sprite = Sprite(distractor, x=float(rng.uniform(0.1, 0.28) if left else rng.uniform(0.72, 0.9)),
-                      y=float(rng.uniform(0.2, 0.8)), scale=float(rng.uniform(0.24, 0.40)),
-                      angle=float(rng.normal(0, 15)), flip=bool(rng.random() < 0.5),
-                      motion=fake_motion(rng, seconds), react=float(rng.uniform(0.4, 1.0)))
+    d_sprite = None
+    if not alone:
+        d_sprite = Sprite(jitter_colour(distractor, rng, tint=tints[1]),
+                          x=float(rng.uniform(0.1, 0.28) if left else rng.uniform(0.72, 0.9)),
+                          y=float(rng.uniform(0.2, 0.8)), scale=float(rng.uniform(0.24, 0.40)),
+                          angle=float(rng.normal(0, 15)), flip=bool(rng.random() < 0.5),
+                          motion=fake_motion(rng, seconds), react=float(rng.uniform(0.4, 1.0)))
     occluder = None
     if rng.random() < 0.45:
-        target = s_sprite if rng.random() < 0.7 else d_sprite
+        target = s_sprite if alone or rng.random() < 0.7 else d_sprite
         occluder = {"shape": str(rng.choice(["rect", "ellipse", "stand", "bar"])),
                     "x": target.x + float(rng.normal(0, 0.12)), "y": target.y + float(rng.uniform(0.0, 0.25)),
                     "w": float(rng.uniform(0.1, 0.35)), "h": float(rng.uniform(0.08, 0.3)),
@@ -229,9 +249,9 @@ def sample_scene(rng: np.random.Generator, sounder: np.ndarray, distractor: np.n
                  noise=float(rng.uniform(1.0, 9.0)),
                  blur=float(rng.choice([0.0, 0.0, rng.uniform(0.3, 1.2)])),
                  flicker=float(rng.uniform(0.0, 0.12)), shake=float(rng.uniform(0.0, 0.02)),
-                 seed=int(rng.integers(2 ** 31)),
-                 info={"background": bg_kind, "occluded": occluder is not None, "distractor_left": bool(left),
-                       "distractor_front": bool(rng.random() < 0.15)})
+                 seed=int(rng.integers(2 ** 31)), grey=bool(rng.random() < grey_p),
+                 info={"background": bg_kind, "occluded": occluder is not None, "distractor": not alone,
+                       "distractor_left": bool(left), "distractor_front": bool(rng.random() < 0.15)})
 
 
 def _background(bg: dict, size: int, margin: int) -> np.ndarray:
@@ -241,7 +261,9 @@ def _background(bg: dict, size: int, margin: int) -> np.ndarray:
     c1, c2, c3 = bg["c1"], bg["c2"], bg["c3"]
     kind = bg["kind"]
     rng = np.random.default_rng(bg["seed"])
-    if kind == "gradient":
+    if kind == "plain":
+        img = np.broadcast_to(c1, (n, n, 3)).copy()
+    elif kind == "gradient":
         u = np.cos(bg["angle"]) * xx + np.sin(bg["angle"]) * yy
         u = (u - u.min()) / (np.ptp(u) + 1e-6)
         img = c1 * (1 - u[..., None]) + c2 * u[..., None]
@@ -319,6 +341,8 @@ def draw(scene: Scene, t: float, size: int, frame_index: int = 0) -> np.ndarray:
     img = bg[margin + dy: margin + dy + size, margin + dx: margin + dx + size].copy()  # [size, size, 3]
     for sp in ((scene.sounder, scene.distractor) if scene.info["distractor_front"] else
                (scene.distractor, scene.sounder)):
+        if sp is None:
+            continue
         icon, x, y, gain = _sprite_image(sp, t, size)
         _paste(img, icon, x, y, gain)
     oc = scene.occluder
@@ -339,6 +363,8 @@ def draw(scene: Scene, t: float, size: int, frame_index: int = 0) -> np.ndarray:
     img = np.clip(img * light, 0, 1) * 255.0
     img = img + rng.normal(0, scene.noise, img.shape)
     out = Image.fromarray(np.clip(img, 0, 255).round().astype(np.uint8))
+    if scene.grey:
+        out = out.convert("L").convert("RGB")
     if scene.blur > 0:
         from PIL import ImageFilter
 

@@ -69,15 +69,15 @@ class Instrument:
 
 
 INSTRUMENTS: dict[str, Instrument] = {i.mid: i for i in (
-    Instrument("piano", ((0, 33, 96), (1, 36, 96)), "chords"),
+    Instrument("piano", ((0, 33, 96), (1, 36, 96), (2, 36, 96), (3, 36, 90)), "chords"),
     Instrument("guitar", ((24, 40, 79), (25, 40, 81), (26, 40, 81), (27, 40, 81)), "strum"),
-    Instrument("violin", ((40, 55, 93),), "line", ("S", "A"), vibrato=0.3),
+    Instrument("violin", ((40, 55, 93), (110, 55, 88)), "line", ("S", "A"), vibrato=0.3),
     Instrument("harp", ((46, 31, 96),), "arpeggio"),
     Instrument("trumpet", ((56, 55, 82), (59, 55, 80)), "line", ("S", "A"), vibrato=0.12),
     Instrument("trombone", ((57, 40, 72),), "line", ("T", "B"), vibrato=0.12),
     Instrument("saxophone", ((64, 56, 87), (65, 49, 80), (66, 44, 75), (67, 36, 68)), "line",
                ("S", "A", "T"), vibrato=0.25),
-    Instrument("flute", ((73, 60, 93),), "line", ("S", "A"), vibrato=0.2),
+    Instrument("flute", ((73, 60, 93), (72, 74, 100)), "line", ("S", "A"), vibrato=0.2),
     Instrument("accordion", ((21, 36, 89), (23, 36, 86)), "bellows"),  # with the left-hand basses
     Instrument("banjo", ((105, 48, 81),), "roll"),
     Instrument("drum_kit", ((0, 0, 127), (8, 0, 127), (16, 0, 127), (32, 0, 127), (40, 0, 127)), "kit",
@@ -113,6 +113,19 @@ class Voice:
     vibrato_rate: float = 5.5  # Hz
     swell: float = 0.0  # 0..1: depth of slow expression (CC11) swells
     info: dict = field(default_factory=dict)  # chorale id, tempo, texture ... (for the dataset's metadata)
+
+
+MELODY_SETS = ("all", "train", "test")  # which chorales and rhythm patterns a split may use
+TEST_PATTERNS = {"kit": ("bossa", "funk"), "conga": ("son",), "maracas": ("samba",)}  # held out for test
+
+
+def in_melody_set(index: int, name: str, melodies: str) -> bool:
+    """Whether chorale number ``index`` (or the pattern ``name``) belongs to ``melodies``: every fifth chorale
+    and the rhythm patterns of :data:`TEST_PATTERNS` are ``test``, the rest ``train``."""
+    if melodies not in MELODY_SETS:
+        raise ValueError(f"melodies={melodies!r}; choose one of {MELODY_SETS}.")
+    held = index % 5 == 4 if index >= 0 else any(name in v for v in TEST_PATTERNS.values())
+    return melodies == "all" or held == (melodies == "test")
 
 
 @functools.lru_cache(maxsize=1)
@@ -331,10 +344,10 @@ _LEVEL = {"X": 22.0, "x": 0.0, "o": -28.0}
 
 
 def _percussion(inst: Instrument, rng: np.random.Generator, seconds: float,
-                bpm: float | None = None) -> Voice:
-    """A percussion voice: a named rhythm pattern with fills, accents and human timing."""
+                bpm: float | None = None, melodies: str = "all") -> Voice:
+    """A percussion voice: a named rhythm pattern (of ``melodies``) with fills, accents and human timing."""
     table = {"kit": KIT_PATTERNS, "conga": CONGA_PATTERNS, "maracas": MARACAS_PATTERNS}[inst.texture]
-    name = str(rng.choice(sorted(table)))
+    name = str(rng.choice([k for k in sorted(table) if in_melody_set(-1, k, melodies)]))
     per_beat, lines = table[name]
     if bpm is None:
         bpm = float(rng.uniform(76, 140) if per_beat != 3 else rng.uniform(70, 120))
@@ -372,22 +385,23 @@ def _percussion(inst: Instrument, rng: np.random.Generator, seconds: float,
 
 def compose(mid: str, rng: np.random.Generator, seconds: float, *, chorale: dict | None = None,
             line_part: str | None = None, bpm: float | None = None, start: int | None = None,
-            available: set[int] | None = None) -> Voice:
+            available: set[int] | None = None, melodies: str = "all") -> Voice:
     """What instrument ``mid`` plays for ``seconds``: a :class:`Voice` with its notes.
 
     ``chorale`` defaults to a random one of :func:`load_melodies`, ``bpm`` (quarter notes per minute) and
     ``start`` (tick in the chorale) to random values; ``line_part`` forces a single line of that part. A
     second instrument joins the first by reusing its chorale, start and tempo. ``available`` restricts the
-    programs (or drum kits) to those the soundfont has.
+    programs (or drum kits) to those the soundfont has; ``melodies`` picks the chorales and rhythm patterns
+    from the ``train`` or ``test`` part (:func:`in_melody_set`) or from ``all``.
     """
     inst = INSTRUMENTS[mid]
     if available is not None:
         progs = tuple(p for p in inst.programs if p[0] in available)
         inst = dataclasses.replace(inst, programs=progs or inst.programs[:1])
     if inst.drums:
-        return _percussion(inst, rng, seconds, bpm)
+        return _percussion(inst, rng, seconds, bpm, melodies)
     if chorale is None:
-        chorales = load_melodies()["chorales"]
+        chorales = [c for i, c in enumerate(load_melodies()["chorales"]) if in_melody_set(i, "", melodies)]
         chorale = chorales[int(rng.integers(len(chorales)))]
     if line_part is not None:
         low, high = inst.programs[0][1], inst.programs[0][2]
