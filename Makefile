@@ -57,8 +57,8 @@ data: setup  ## generate the dataset for the active profile (skipped if it is up
 data-report: setup  ## dataset card and two quick baselines
 	$(PY) -m avlib data-report
 
-bench: setup  ## speed/memory benchmarks (numbers asked for by the issues)
-	$(PY) -m avlib bench
+bench: setup  ## speed in one run (~4 min on a quiet machine): shared cores, data cache, fast vs reference maths
+	$(PY) -m avlib bench $(BENCH_ARGS)
 
 lab: setup  ## start JupyterLab on the course
 	$(BIN)/jupyter lab --notebook-dir=.
