@@ -319,23 +319,24 @@ def mae() -> Figure:
 
 
 def infonce(n: int = 6, temperature: float = 0.05) -> Figure:
-    """08: an N x N audio-video similarity matrix; each row is a softmax over videos, the diagonal is right."""
+    """08: an N x N audio-video similarity matrix; CAV-MAE reads each video column as a softmax over the audios,
+    and the diagonal holds the right partners."""
     rng = np.random.default_rng(0)
     a = rng.normal(size=(n, 8))
     v = a + rng.normal(scale=0.9, size=(n, 8))  # each video resembles its own audio
     a, v = (x / np.linalg.norm(x, axis=1, keepdims=True) for x in (a, v))
-    sim = a @ v.T  # [N, N] cosine similarities
+    sim = a @ v.T  # [N, N] cosine similarities, rows = audio, columns = video
     p = np.exp(sim / temperature)
-    p /= p.sum(1, keepdims=True)
+    p /= p.sum(0, keepdims=True)  # each column: one video's softmax over the audios
     loss = -np.log(np.diag(p)).mean()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     for ax, m, title in ((axes[0], sim, "similarity s(aᵢ, vⱼ) = cosine"),
-                         (axes[1], p, f"softmax over each row of s / τ (τ = {temperature})")):
+                         (axes[1], p, f"softmax of s / τ over each column (τ = {temperature})")):
         ax.imshow(m, cmap="viridis")
         for i in range(n):
             ax.add_patch(Rectangle((i - 0.5, i - 0.5), 1, 1, fill=False, ec=LOSS, lw=2))
         ax.set(title=title, xlabel="video j", ylabel="audio i", xticks=range(n), yticks=range(n))
-    fig.suptitle(f"InfoNCE: −mean log p(vᵢ | aᵢ) over the pink diagonal = {loss:.2f} "
+    fig.suptitle(f"InfoNCE: −mean log p(aⱼ | vⱼ) over the pink diagonal = {loss:.2f} "
                  f"(chance: log {n} = {np.log(n):.2f})", fontsize=11, color=INK)
     return fig
 

@@ -77,7 +77,10 @@ def _spec_ft(spec: Any) -> np.ndarray:
 
 
 def _show(ax, spec_ft: np.ndarray) -> None:
-    ax.imshow(spec_ft, origin="lower", aspect="auto", cmap="magma", interpolation="nearest")
+    import matplotlib
+
+    cmap = matplotlib.colormaps["magma"].resampled(32).with_extremes(bad=diagrams.HIDDEN)  # masked -> grey
+    ax.imshow(spec_ft, origin="lower", aspect="auto", cmap=cmap, interpolation="nearest")  # 32 colours: small PNGs
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -146,10 +149,8 @@ def draw_mask(ax, spec_ft: np.ndarray, ratio: float = 0.75, mode: str = "unstruc
     x = torch.zeros(1, rows * cols, 1)  # [B, L, D]: masking needs only B and L
     m = mask_tokens(x, ratio, mode, grid=(rows, cols), generator=torch.Generator().manual_seed(seed))
     hidden = m.mask[0].reshape(rows, cols).numpy()  # [rows, cols], 1 = hidden
-    _show(ax, spec_ft[: rows * patch, : cols * patch])
-    cover = np.kron(hidden, np.ones((patch, patch)))  # [F, T]
-    ax.imshow(np.ma.masked_where(cover == 0, cover), origin="lower", aspect="auto", cmap="Greys", vmin=0, vmax=1.3,
-              alpha=0.85, interpolation="nearest")
+    cover = np.kron(hidden, np.ones((patch, patch)))  # [F, T], 1 = hidden
+    _show(ax, np.ma.masked_where(cover > 0, spec_ft[: rows * patch, : cols * patch]))  # hidden: grey
     kept = int((hidden == 0).sum())
     ax.set_title(f"{mode}, {ratio:.0%}: {kept} of {rows * cols} visible", fontsize=9)
     ax.set(xticks=[], yticks=[])
@@ -172,7 +173,7 @@ def mask_explorer(spec: Any = None, ratios: Sequence[float] = (0.5, 0.75, 0.9)):
             "ratio": W.FloatSlider(value=0.75, min=0.05, max=0.95, step=0.05, continuous_update=False),
             "mode": W.Dropdown(options=list(MASK_MODES), value="unstructured"),
             "seed": W.IntSlider(value=0, min=0, max=9, continuous_update=False)})
-    fig = Figure(figsize=(3.6 * len(ratios), 1.7 * len(MASK_MODES)), layout="constrained")
+    fig = Figure(figsize=(3.3 * len(ratios), 1.5 * len(MASK_MODES)), layout="constrained")
     axes = fig.subplots(len(MASK_MODES), len(ratios), squeeze=False)
     for i, mode in enumerate(MASK_MODES):
         for j, r in enumerate(ratios):
@@ -234,7 +235,7 @@ def attention_explorer(w: Any, len_a: int, audio_grid: tuple[int, int], queries:
 # ------------------------------------------------------------------------------------------------------------
 # InfoNCE temperature
 # ------------------------------------------------------------------------------------------------------------
-def example_similarity(n: int = 8, noise: float = 0.9, seed: int = 0) -> np.ndarray:
+def example_similarity(n: int = 8, noise: float = 2.0, seed: int = 0) -> np.ndarray:
     """Cosine similarities ``[n, n]`` of synthetic audio/video embeddings where each video resembles its audio."""
     rng = np.random.default_rng(seed)
     a = rng.normal(size=(n, 16))
@@ -244,11 +245,11 @@ def example_similarity(n: int = 8, noise: float = 0.9, seed: int = 0) -> np.ndar
 
 
 def draw_softmax(ax, sim: np.ndarray, temperature: float) -> float:
-    """Row-wise softmax of ``sim / temperature`` (audio rows over video columns); returns the InfoNCE loss
-    ``-mean log p(own video)``."""
-    logits = sim / temperature
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
+    """Softmax of ``sim / temperature`` over each column (one video against all audios, CAV-MAE's direction);
+    returns the InfoNCE loss ``-mean log p(own audio)``."""
+    logits = sim / temperature  # [N, N], rows = audio, columns = video
+    p = np.exp(logits - logits.max(0, keepdims=True))
+    p /= p.sum(0, keepdims=True)
     loss = float(-np.log(np.clip(np.diag(p), 1e-30, None)).mean())
     ax.imshow(p, cmap="viridis", vmin=0, vmax=1)
     ax.set_title(f"τ = {temperature:g}: loss {loss:.2f}, p(own) {np.diag(p).mean():.2f}", fontsize=9)
@@ -277,7 +278,7 @@ def temperature_explorer(sim: Any = None, temperatures: Sequence[float] = (1.0, 
     fig = Figure(figsize=(3.2 * len(temperatures), 3.3), layout="constrained")
     for ax, t in zip(np.atleast_1d(fig.subplots(1, len(temperatures))), temperatures, strict=True):
         draw_softmax(ax, s, t)
-    fig.suptitle(f"static view (run in Jupyter for a slider): softmax over each row of s / τ; chance loss = "
+    fig.suptitle(f"static view (run in Jupyter for a slider): softmax over each column of s / τ; chance = "
                  f"log {s.shape[1]} = {chance:.2f}")
     return fig
 
