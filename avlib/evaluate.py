@@ -18,7 +18,9 @@ per-frame **probabilities** are averaged (softmax for single-label accuracy, sig
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -29,7 +31,9 @@ import torch
 from tqdm.auto import tqdm
 
 from avlib import metrics as M
+from avlib import vision as V
 from avlib.checkpoint import unwrap
+from avlib.models import mode_inputs
 
 __all__ = ["ClipTensors", "load_split", "autocast", "predict_scores", "evaluate", "ABLATION_MODES",
            "modality_ablation", "embeddings", "retrieval", "format_table", "table_differences"]
@@ -87,7 +91,9 @@ class ClipTensors:
             yield a, (None if self.video is None else self.video[sl])
 
 
-_SPLITS: dict[tuple, ClipTensors] = {}  # load_split(..., cache=True) memo, keyed by file, mtime and settings
+# load_split(..., cache=True) memo, keyed by file, mtime and settings; least recently used first, frames as uint8
+_SPLITS: OrderedDict[tuple, ClipTensors] = OrderedDict()
+CACHE_BYTES = 2 * 2**30  # the memo drops its least recently used splits beyond this (the newest always stays)
 
 
 def load_split(datafile: str | Path, frames: str = "middle", modalities: Sequence[str] = ("audio", "video"),
@@ -98,7 +104,8 @@ def load_split(datafile: str | Path, frames: str = "middle", modalities: Sequenc
     ``frames`` is ``"middle"`` (one frame per clip) or ``"all"`` (all 10: frame aggregation and the middle
     frame both come from it). ``dataset_cfg`` goes to ``AVDatasetConfig`` (sizes; default: the profile's).
     ``cache=True`` keeps the result in memory for later calls with the same arguments (and an unchanged
-    datafile); a cached multi-frame split also serves ``frames="middle"``.
+    datafile); a cached multi-frame split also serves ``frames="middle"``. The memo holds frames as uint8 (they
+    are pictures; a call gets the same float32 values back) and at most :data:`CACHE_BYTES`.
     """
     from avlib.data.dataset import AVDataset, AVDatasetConfig
 
@@ -112,11 +119,42 @@ def load_split(datafile: str | Path, frames: str = "middle", modalities: Sequenc
             for mods in {tuple(modalities), ("audio", "video")}:
                 hit = _SPLITS.get(key(fr, mods))
                 if hit is not None:
-                    return _narrow(hit, frames, modalities)
+                    _SPLITS.move_to_end(key(fr, mods))
+                    return _unpack(_narrow(hit, frames, modalities))
     clips = _decode(AVDataset(datafile, cfg=cfg), num_workers, progress, Path(datafile).stem)
     if cache:
-        _SPLITS[key(frames, tuple(modalities))] = clips
+        _remember(key(frames, tuple(modalities)), _pack(clips))
     return clips
+
+
+def _nbytes(clips: ClipTensors) -> int:
+    return sum(t.numel() * t.element_size() for t in (clips.audio, clips.video, clips.labels) if t is not None)
+
+
+def _remember(key: tuple, clips: ClipTensors) -> None:
+    _SPLITS[key] = clips
+    while len(_SPLITS) > 1 and sum(_nbytes(c) for c in _SPLITS.values()) > CACHE_BYTES:
+        _SPLITS.popitem(last=False)  # the least recently used
+
+
+def _pack(clips: ClipTensors, chunk: int = 256) -> ClipTensors:
+    """The frames as uint8 (a quarter of the memory) when that gives back exactly the same float32 values (eval
+    frames are uint8 pictures, normalised); otherwise unchanged."""
+    if clips.video is None or not clips.video.is_floating_point():
+        return clips
+    parts = []
+    for x in clips.video.split(chunk):  # [n, (V,) 3, H, W] chunks: bounded temporaries
+        u = (V.denormalize(x) * 255).round_().to(torch.uint8)  # [n, (V,) 3, H, W]
+        if not torch.equal(V.to_normalized_float(u), x):
+            return clips
+        parts.append(u)
+    return dataclasses.replace(clips, video=torch.cat(parts))
+
+
+def _unpack(clips: ClipTensors) -> ClipTensors:
+    if clips.video is None or clips.video.is_floating_point():
+        return clips
+    return dataclasses.replace(clips, video=V.to_normalized_float(clips.video))
 
 
 def _narrow(clips: ClipTensors, frames: str, modalities: Sequence[str]) -> ClipTensors:
@@ -172,8 +210,7 @@ def predict_scores(model: torch.nn.Module, clips: ClipTensors, mode: str = "mult
     was_training = model.training
     model.eval()
     dev = _model_device(model)
-    needs_a = mode in ("multimodal", "audioonly", "missingaudioonly")
-    needs_v = mode in ("multimodal", "videoonly", "missingvideoonly")
+    needs_a, needs_v = ("audio" in mode_inputs(mode)), ("video" in mode_inputs(mode))
     missing = [m for m, need, have in (("audio", needs_a, clips.audio), ("video", needs_v, clips.video))
                if need and have is None]
     if missing:
@@ -220,8 +257,7 @@ def modality_ablation(model: torch.nn.Module, clips: ClipTensors,
                       modes: Sequence[str] = tuple(ABLATION_MODES), frame_agg: bool = False,
                       amp: bool = False) -> dict[str, dict[str, Any]]:
     """:func:`evaluate` the same model in each of ``modes`` (default: all five) -> mode -> metrics."""
-    return {m: evaluate(model, clips, m, frame_agg=frame_agg and m not in ("audioonly", "missingaudioonly"),
-                        amp=amp) for m in modes}
+    return {m: evaluate(model, clips, m, frame_agg=frame_agg and "video" in mode_inputs(m), amp=amp) for m in modes}
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ The in-patch pixel order defines the reconstruction target, so it is fixed here 
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 
 __all__ = [
     "audio_to_image", "image_to_audio", "audio_grid", "image_grid",
@@ -61,10 +62,7 @@ def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
     B, C, H, W = x.shape
     _check_divisible("height", H, p)
     _check_divisible("width", W, p)
-    h, w = H // p, W // p
-    x = x.reshape(B, C, h, p, w, p)  # [B, C, h, p, w, p]
-    x = torch.einsum("nchpwq->nhwpqc", x)  # [B, h, w, p, p, C]
-    return x.reshape(B, h * w, p * p * C)  # [B, L, p*p*C]
+    return rearrange(x, "b c (h p) (w q) -> b (h w) (p q c)", p=p, q=p)  # [B, C, H, W] -> [B, L, p*p*C]
 
 
 def unpatchify(x: torch.Tensor, grid: tuple[int, int], p: int, channels: int) -> torch.Tensor:
@@ -74,9 +72,7 @@ def unpatchify(x: torch.Tensor, grid: tuple[int, int], p: int, channels: int) ->
     if L != h * w or P != p * p * channels:
         raise ValueError(f"patches of shape {list(x.shape)} do not fit a {h}x{w} grid of {p}x{p}x{channels} "
                          "patches.")
-    x = x.reshape(B, h, w, p, p, channels)  # [B, h, w, p, p, C]
-    x = torch.einsum("nhwpqc->nchpwq", x)  # [B, C, h, p, w, p]
-    return x.reshape(B, channels, h * p, w * p)  # [B, C, H, W]
+    return rearrange(x, "b (h w) (p q c) -> b c (h p) (w q)", h=h, p=p, q=p)  # [B, L, p*p*C] -> [B, C, H, W]
 
 
 def patchify_audio(x: torch.Tensor, p: int = 16) -> torch.Tensor:

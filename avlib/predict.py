@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from avlib import env
+from avlib.models import mode_inputs
 
 __all__ = ["Prediction", "default_model_dir", "load_model", "load_input", "predict", "expand_inputs", "main"]
 
@@ -65,7 +66,7 @@ def default_model_dir() -> Path:
 
 def load_model(model_dir: str | Path | None = None, device: str | torch.device | None = None):
     """A fine-tuned ``CAVMAEFT`` and its preprocessing dict (``extra.preprocessing`` + ``mode``)."""
-    from avlib.models import CAVMAEFT, from_pretrained
+    from avlib.models import CAVMAEFT, from_pretrained, load_config
 
     model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
     if not (model_dir / "config.json").is_file():
@@ -73,7 +74,7 @@ def load_model(model_dir: str | Path | None = None, device: str | torch.device |
                                 f"by avlib.train.finetune>, e.g. runs/<profile>/finetune_pretrained_AV/model,"
                                 f" or run `make run` first.")
     model = from_pretrained(model_dir, map_location=env.pick_device(device) if device is None else device)
-    extra = getattr(model, "extra", {}) or {}
+    extra = load_config(model_dir).get("extra") or {}
     if not isinstance(model, CAVMAEFT):
         raise ValueError(f"{model_dir} holds a pretraining model ({type(model).__name__}); predict needs a "
                          f"fine-tuned classifier (the 'model' folder of a finetune run).")
@@ -170,7 +171,7 @@ def predict(path_or_paths: str | Path | Sequence[str | Path], model_dir: str | P
         audio, frames = load_input(p, pre)
         mode = _mode_for(pre["mode"], audio is not None, frames is not None, str(p))
         a = audio[None].to(dev) if audio is not None else None  # [1, T, F]
-        if mode in ("audioonly", "missingaudioonly"):
+        if "video" not in mode_inputs(mode):
             probs = model(a, None, mode=mode).float().softmax(-1)[0]  # [K]
         else:
             v = frames[None].to(dev)  # [1, V, 3, S, S]

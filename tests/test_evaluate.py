@@ -107,6 +107,17 @@ def test_load_split_on_ci_data_and_cache(ci_data):
     middle = E.load_split(root / "datafiles" / "test.json", frames="middle", modalities=("video",),
                           progress=False, cache=True)
     assert middle.audio is None and torch.equal(middle.video, clips.video[:, 5])
+    assert torch.equal(again.video, clips.video) and again.video.dtype == torch.float32  # the same values back
+    held = [c.video.dtype for c in E._SPLITS.values()]
+    assert held and set(held) == {torch.uint8}  # the memo keeps the frames as pictures: 4x smaller
+
+
+def test_split_cache_is_bounded(ci_data, monkeypatch):
+    monkeypatch.setattr(E, "_SPLITS", type(E._SPLITS)())
+    monkeypatch.setattr(E, "CACHE_BYTES", 1)  # room for nothing but the newest split
+    for split in ("val", "test"):
+        E.load_split(ci_data / "datafiles" / f"{split}.json", progress=False, cache=True)
+    assert len(E._SPLITS) == 1 and next(iter(E._SPLITS))[0].endswith("test.json")
 
 
 def test_table_differences():

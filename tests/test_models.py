@@ -16,6 +16,7 @@ from avlib.models import (
     create_model,
     from_pretrained,
     get_config,
+    load_config,
     model_names,
     save_pretrained,
 )
@@ -155,12 +156,15 @@ def test_finetune_outputs_and_missing_modality_modes():
         logits = {m: ft(audio if "video" not in m else None, video if "audio" not in m else None, m)
                   for m in FT_MODES if m != "multimodal"}
         logits["multimodal"] = ft(audio, video)
-        pooled = ft.forward_features(audio, None, "missingaudioonly")
+        tokens = ft.forward_features(audio, None, "missingaudioonly")
+        pooled = ft.forward_head(tokens, pre_logits=True)
+        assert torch.equal(ft.forward_head(tokens), logits["missingaudioonly"])
     assert all(v.shape == (3, 5) for v in logits.values())
-    assert pooled.shape == (3, 32)
+    assert tokens.shape == (3, 16, 32) and pooled.shape == (3, 32)
     assert (logits["missingaudioonly"] - logits["audioonly"]).abs().max() > 1e-4
     feat_a, feat_v = ft.forward_feat(audio, video)
-    assert feat_a.shape == (3, 16, 32) and ft.forward_feat(audio, video, "a")[1] is None
+    assert feat_a.shape == (3, 16, 32) and ft.forward_feat(audio, None)[1] is None
+    assert torch.equal(feat_a, ft.forward_features(audio, None, "audioonly"))  # one contract: the audio stream
     ft.reset_classifier(7)
     assert ft(audio, video).shape == (3, 7) and ft.num_classes == 7
 
@@ -227,8 +231,13 @@ def test_save_and_load_pretrained(tmp_path):
         d = save_pretrained(model, tmp_path / type(model).__name__, extra={"labels": ["a", "b", "c"]})
         meta = json.loads((d / "config.json").read_text())
         assert meta["arch"] == type(model).__name__ and meta["config"]["embed_dim"] == 32
+        rng = torch.get_rng_state()
         loaded = from_pretrained(d)
-        assert type(loaded) is type(model) and loaded.cfg == model.cfg and loaded.extra["labels"][0] == "a"
+        assert torch.equal(torch.get_rng_state(), rng)  # loading draws nothing from the global RNG
+        assert type(loaded) is type(model) and loaded.cfg == model.cfg and load_config(d)["extra"]["labels"][0] == "a"
+        assert not hasattr(loaded, "extra") and not any(t.is_meta for t in loaded.state_dict().values())
+        assert {n for n, p in loaded.named_parameters() if p.requires_grad} == \
+            {n for n, p in model.named_parameters() if p.requires_grad}
         for k, v in model.state_dict().items():
             assert torch.equal(loaded.state_dict()[k], v), k
         if isinstance(model, CAVMAE):
@@ -267,3 +276,49 @@ def test_pretraining_forward_runs_on_the_meta_device():
         model = create_model("tiny", audio_length=96, img_size=64)
         out = model(torch.empty(2, 96, 128), torch.empty(2, 3, 64, 64))
     assert out.loss.device.type == "meta" and out.pred_a.shape[:2] == (2, model.cfg.num_patches_a)
+
+
+def test_features_contract_unpooled_differentiable_and_one_mode_table():
+    """timm contract: forward_features gives unpooled tokens with gradients in every mode, forward_head pools and
+    classifies; MODE_INPUTS says which inputs each mode needs, and the model refuses a missing one."""
+    from avlib.models import MODE_INPUTS, mode_inputs
+
+    ft = _micro(num_classes=5).train()
+    audio, video = _inputs()
+    n_tokens = {"audio": 16, "video": 4}
+    assert tuple(MODE_INPUTS) == FT_MODES
+    for mode, needs in MODE_INPUTS.items():
+        x = ft.forward_features(audio if "audio" in needs else None, video if "video" in needs else None, mode)
+        assert x.shape == (3, sum(n_tokens[k] for k in needs), 32) and x.requires_grad, mode
+        assert torch.equal(ft.forward_head(x), ft(audio, video, mode))
+        for k in needs:
+            with pytest.raises(ValueError, match=f"needs {k}"):
+                ft.forward_features(None if k == "audio" else audio, None if k == "video" else video, mode)
+    with pytest.raises(ValueError, match="unknown mode"):
+        mode_inputs("av")
+    pre = _micro()
+    x = pre.forward_features(audio, video)  # the pretraining model: the same contract (no head)
+    assert x.shape == (3, 20, 32) and pre.forward_head(x).shape == (3, 32)
+
+
+def test_models_declare_weight_decay_and_layer_groups():
+    from timm.models import group_parameters
+
+    for model in (_micro(), _micro(num_classes=5), _micro(learnable_temperature=True)):
+        names = {n for n, _ in model.named_parameters()}
+        assert model.no_weight_decay() <= names
+        assert {"pos_embed_a", "modality_v"} <= model.no_weight_decay()
+        ids = group_parameters(model, model.group_matcher(), reverse=True)
+        assert set(ids) == names and ids["patch_embed_a.proj.weight"] == 0 and ids["blocks_u.0.attn.qkv.weight"] == 3
+    assert "logit_scale" in _micro(learnable_temperature=True).no_weight_decay()
+
+
+def test_contrastive_false_leaves_the_loss_to_the_caller():
+    model = _micro().eval()
+    audio, video = _inputs()
+    full = model(audio, video, generator=torch.Generator().manual_seed(1))
+    part = model(audio, video, generator=torch.Generator().manual_seed(1), contrastive=False)
+    assert part.loss_c is None and part.c_acc is None and part.contrast_logits is None
+    assert torch.equal(part.loss, full.loss_mae) and torch.equal(part.pooled_a, full.pooled_a)
+    assert part.pooled_a.dtype == torch.float32 and part.pooled_v.shape == (3, 32)
+    assert set(part.losses()) == {"loss", "loss_mae", "loss_mae_a", "loss_mae_v"}

@@ -140,12 +140,12 @@ def test_finetune_all_modes(finetune, io):
     got = {}
     with torch.no_grad():
         for mode in FT_MODES:
-            pooled = finetune.forward_features(audio, video, mode)
+            pooled = finetune.forward_head(finetune.forward_features(audio, video, mode), pre_logits=True)
             got[f"ft_pooled_{mode}"] = pooled
             got[f"ft_logits_{mode}"] = finetune(audio, video, mode)
             assert torch.equal(finetune.mlp_head(pooled), got[f"ft_logits_{mode}"])
-        got["ft_feat_a"], got["ft_feat_v"] = finetune.forward_feat(audio, video, "av")
-        got["ft_feat_a_only"] = finetune.forward_feat(audio, None, "a")[0]
+        got["ft_feat_a"], got["ft_feat_v"] = finetune.forward_feat(audio, video)
+        got["ft_feat_a_only"] = finetune.forward_feat(audio, None)[0]
     _check(got, io)
 
 

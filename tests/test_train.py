@@ -41,13 +41,12 @@ def test_warmup_cosine_values():
     assert all(a >= b for a, b in zip(after, after[1:], strict=False))  # non-increasing after warm-up
 
 
-def test_layer_ids():
-    assert T.layer_id("patch_embed_a.proj.weight", 5, 1) == 0
-    assert T.layer_id("pos_embed_v", 5, 1) == 0
-    assert T.layer_id("blocks_a.0.attn.qkv.weight", 5, 1) == 1
-    assert T.layer_id("blocks_v.4.mlp.fc1.bias", 5, 1) == 5
-    assert T.layer_id("blocks_u.0.norm1_a.weight", 5, 1) == 6
-    assert T.layer_id("mlp_head.1.weight", 5, 1) == 7 and T.layer_id("norm_a.bias", 5, 1) == 7
+def test_layer_ids_come_from_the_models_group_matcher():
+    ids = T.layer_ids(create_model("tiny", num_classes=5, **SMALL))  # depth 5 + 1
+    assert ids["patch_embed_a.proj.weight"] == 0 and ids["pos_embed_v"] == 0 and ids["modality_a"] == 0
+    assert ids["blocks_a.0.attn.qkv.weight"] == 1 and ids["blocks_v.4.mlp.fc1.bias"] == 5
+    assert ids["blocks_u.0.norm1_a.weight"] == 6
+    assert ids["mlp_head.1.weight"] == 7 and ids["norm_a.bias"] == 7
 
 
 def test_param_groups_weight_decay_and_head_lr():

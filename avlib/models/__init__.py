@@ -8,13 +8,23 @@ checkpoints.
 
 from __future__ import annotations
 
-from avlib.models.cavmae import CAVMAE, CAVMAEFT, FT_MODES, CAVMAEEncoder, CAVMAEOutput, count_parameters
+from avlib.models.cavmae import (
+    CAVMAE,
+    CAVMAEFT,
+    FT_MODES,
+    MODE_INPUTS,
+    CAVMAEEncoder,
+    CAVMAEOutput,
+    count_parameters,
+    mode_inputs,
+)
 from avlib.models.config import MODEL_CONFIGS, CAVMAEConfig, get_config, model_names
 from avlib.models.mae import MAE, MAEConfig, MAEOutput
 from avlib.models.pretrained import from_pretrained, load_config, save_pretrained
 
 __all__ = [
-    "CAVMAEConfig", "CAVMAE", "CAVMAEFT", "CAVMAEEncoder", "CAVMAEOutput", "FT_MODES", "MODEL_CONFIGS",
+    "CAVMAEConfig", "CAVMAE", "CAVMAEFT", "CAVMAEEncoder", "CAVMAEOutput", "FT_MODES", "MODE_INPUTS", "mode_inputs",
+    "MODEL_CONFIGS",
     "create_model", "get_config", "model_names", "count_parameters", "save_pretrained", "from_pretrained",
     "load_config", "MAE", "MAEConfig", "MAEOutput",
 ]

@@ -32,12 +32,25 @@ from avlib.blocks import Block, init_linear_and_norm, init_patch_kernel
 from avlib.losses import contrastive_accuracy, contrastive_logits, info_nce, mae_loss
 from avlib.masking import MASK_MODES, mask_tokens, num_kept
 from avlib.models.config import CAVMAEConfig
+from avlib.models.mae import add_mask_tokens
 from avlib.patching import audio_to_image, patchify_audio, patchify_image
 from avlib.pos_embed import get_2d_sincos_pos_embed
 
-__all__ = ["CAVMAEOutput", "CAVMAEEncoder", "CAVMAE", "CAVMAEFT", "FT_MODES", "count_parameters"]
+__all__ = ["CAVMAEOutput", "CAVMAEEncoder", "CAVMAE", "CAVMAEFT", "FT_MODES", "MODE_INPUTS", "mode_inputs",
+           "count_parameters"]
 
-FT_MODES = ("multimodal", "audioonly", "videoonly", "missingaudioonly", "missingvideoonly")
+# the forward modes and the inputs each needs: the one table the models, train, evaluate and predict read
+MODE_INPUTS: dict[str, tuple[str, ...]] = {
+    "multimodal": ("audio", "video"), "audioonly": ("audio",), "videoonly": ("video",),
+    "missingaudioonly": ("audio",), "missingvideoonly": ("video",)}  # missing*: an AV model given one input
+FT_MODES = tuple(MODE_INPUTS)
+
+
+def mode_inputs(mode: str) -> tuple[str, ...]:
+    """The inputs (``"audio"``, ``"video"``) forward mode ``mode`` needs; a clear error for an unknown mode."""
+    if mode not in MODE_INPUTS:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {FT_MODES}.")
+    return MODE_INPUTS[mode]
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -49,15 +62,15 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 @dataclass
 class CAVMAEOutput:
     """Everything one :class:`CAVMAE` forward computes. Losses are 0-d tensors; ``loss_c`` is already
-    weighted."""
+    weighted. With ``contrastive=False`` the contrastive fields are None and ``loss`` is ``loss_mae``."""
 
     loss: torch.Tensor  # loss_mae + loss_c
     loss_mae: torch.Tensor  # weighted sum of the two MAE losses
     loss_mae_a: torch.Tensor
     loss_mae_v: torch.Tensor
-    loss_c: torch.Tensor  # contrastive loss x contrast_loss_weight
-    loss_c_unweighted: torch.Tensor
-    c_acc: torch.Tensor  # in-batch contrastive top-1 accuracy
+    loss_c: torch.Tensor | None  # contrastive loss x contrast_loss_weight
+    loss_c_unweighted: torch.Tensor | None
+    c_acc: torch.Tensor | None  # in-batch contrastive top-1 accuracy
     pred_a: torch.Tensor | None  # [B, La, p*p] reconstruction of every audio patch (None if mae weight is 0)
     pred_v: torch.Tensor | None  # [B, Lv, p*p*3]
     mask_a: torch.Tensor  # [B, La], 1 = masked
@@ -69,12 +82,14 @@ class CAVMAEOutput:
     latent: torch.Tensor  # [B, La'+Lv', D] joint latent (decoder input), audio tokens first
     latent_c_a: torch.Tensor  # [B, La', D] audio stream (contrastive)
     latent_c_v: torch.Tensor  # [B, Lv', D] video stream
-    contrast_logits: torch.Tensor  # [B, B] cos(audio_i, video_j) / temperature
+    pooled_a: torch.Tensor  # [B, D] float32 mean of latent_c_a: the audio embedding of the contrastive loss
+    pooled_v: torch.Tensor  # [B, D] float32 mean of latent_c_v
+    contrast_logits: torch.Tensor | None  # [B, B] cos(audio_i, video_j) / temperature
 
     def losses(self) -> dict[str, float]:
-        """The scalar losses and accuracy as python floats (for logging)."""
+        """The scalar losses and accuracy as python floats (for logging; absent ones left out)."""
         names = ("loss", "loss_mae", "loss_mae_a", "loss_mae_v", "loss_c", "c_acc")
-        return {n: float(getattr(self, n).detach()) for n in names}
+        return {n: float(getattr(self, n).detach()) for n in names if getattr(self, n) is not None}
 
 
 class CAVMAEEncoder(nn.Module):
@@ -185,19 +200,63 @@ class CAVMAEEncoder(nn.Module):
         final = {None: self.norm, "a": self.norm_a, "v": self.norm_v}[modality]
         return final(x)
 
-    def forward_feat(self, audio: torch.Tensor | None, video: torch.Tensor | None
-                     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Un-masked per-modality features (all tokens; ``_a`` / ``_v`` streams): ``[B, La, D]``, ``[B, Lv,
-        D]``.
+    # --- the timm contract: forward_features (unpooled tokens) -> forward_head (pool, classify) -------------
+    @staticmethod
+    def _need(x: torch.Tensor | None, what: str, mode: str) -> torch.Tensor:
+        if x is None:
+            raise ValueError(f"mode {mode!r} needs {what}, got None.")
+        return x
 
-        Either input may be None (its output is then None). These are the embeddings for retrieval.
-        """
-        feat_a = feat_v = None
-        if audio is not None:
-            feat_a = self.forward_shared(self.encode_audio(self.embed_audio(audio)), "a")
-        if video is not None:
-            feat_v = self.forward_shared(self.encode_video(self.embed_video(video)), "v")
+    def _encode(self, audio: torch.Tensor | None, video: torch.Tensor | None, mode: str
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The inputs ``mode`` needs through embedding and modality-specific blocks (others: None)."""
+        need = mode_inputs(mode)
+        a = v = None
+        if "audio" in need:
+            a = self.encode_audio(self.embed_audio(self._need(audio, "audio [B, T, F]", mode)))  # [B, La, D]
+        if "video" in need:
+            v = self.encode_video(self.embed_video(self._need(video, "video [B, 3, H, W]", mode)))  # [B, Lv, D]
+        return a, v
+
+    def _shared(self, a: torch.Tensor | None, v: torch.Tensor | None, mode: str) -> torch.Tensor:
+        """Encoded tokens -> the shared block(s) and final norm of ``mode`` -> tokens ``[B, N, D]``."""
+        if mode == "multimodal":
+            return self.forward_shared(torch.cat([a, v], dim=1), None)  # [B, La+Lv, D]
+        x, stream = (a, "a") if mode in ("audioonly", "missingaudioonly") else (v, "v")
+        if mode in ("audioonly", "videoonly"):
+            return self.forward_shared(x, stream)  # [B, La or Lv, D]
+        return (self.forward_shared(x, None) + self.forward_shared(x, stream)) / 2  # joint and own norms averaged
+
+    def forward_features(self, audio: torch.Tensor | None, video: torch.Tensor | None = None,
+                         mode: str = "multimodal") -> torch.Tensor:
+        """Un-masked, unpooled tokens ``[B, N, D]`` after the shared block(s) and final norm of ``mode``
+        (:data:`FT_MODES`; N = La + Lv for ``multimodal``, else La or Lv; the ``missing*only`` modes average the
+        joint-norm and own-stream tokens). Differentiable; an input the mode does not need may be None."""
+        return self._shared(*self._encode(audio, video, mode), mode)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Tokens ``[B, N, D]`` -> the mean-pooled embedding ``[B, D]`` (a classifier adds its head)."""
+        return x.mean(dim=1)
+
+    def forward_feat(self, audio: torch.Tensor | None, video: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The two single-modality streams (retrieval): ``forward_features`` in ``audioonly`` and ``videoonly``
+        mode -> ``[B, La, D]``, ``[B, Lv, D]``. Either input may be None (its output is then None)."""
+        feat_a = self.forward_features(audio, None, "audioonly") if audio is not None else None
+        feat_v = self.forward_features(None, video, "videoonly") if video is not None else None
         return feat_a, feat_v
+
+    # --- the timm contract for optimisers -------------------------------------------------------------------
+    def no_weight_decay(self) -> set[str]:
+        """Parameters kept out of weight decay: positional tables and learned tokens (optimisers also exempt
+        every 1-D parameter: biases, norms, a learned temperature)."""
+        return {"pos_embed_a", "pos_embed_v", "modality_a", "modality_v"}
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """timm's layer grouping (``timm.models.group_parameters``): embeddings, the modality-specific blocks (layer
+        i of both streams together), the shared blocks; everything else (norms, head, decoder) after them."""
+        return dict(stem=r"^(?:patch_embed_[av]|pos_embed_[av]|modality_[av])", blocks=r"^blocks_[av]\.(\d+)",
+                    shared=r"^blocks_u\.(\d+)")
 
 
 class CAVMAE(CAVMAEEncoder):
@@ -238,6 +297,11 @@ class CAVMAE(CAVMAEEncoder):
 
     def _tokens(self) -> list[nn.Parameter]:
         return [*super()._tokens(), self.decoder_modality_a, self.decoder_modality_v, self.mask_token]
+
+    def no_weight_decay(self) -> set[str]:
+        extra = {"decoder_pos_embed_a", "decoder_pos_embed_v", "decoder_modality_a", "decoder_modality_v",
+                 "mask_token"}
+        return super().no_weight_decay() | extra | ({"logit_scale"} if self.cfg.learnable_temperature else set())
 
     @torch.no_grad()
     def init_weights(self) -> None:
@@ -287,17 +351,11 @@ class CAVMAE(CAVMAEEncoder):
         unshuffled with its ``ids_restore``; then decoder positional and modality embeddings are added.
         """
         x = self.decoder_embed(latent)  # [B, La'+Lv', Dd]
-        B, _, Dd = x.shape
         La, Lv = ids_restore_a.shape[1], ids_restore_v.shape[1]
-
-        def unshuffle(vis: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
-            L = ids_restore.shape[1]
-            fill = self.mask_token.expand(B, L - vis.shape[1], Dd)  # one shared mask token per masked patch
-            tokens = torch.cat([vis, fill], dim=1)  # [B, L, Dd], shuffled (visible first)
-            return torch.gather(tokens, 1, ids_restore.unsqueeze(-1).expand(-1, -1, Dd))  # [B, L, Dd]
-
-        a = unshuffle(x[:, :len_keep_a], ids_restore_a) + self.decoder_pos_embed_a + self.decoder_modality_a
-        v = unshuffle(x[:, len_keep_a:], ids_restore_v) + self.decoder_pos_embed_v + self.decoder_modality_v
+        a = add_mask_tokens(x[:, :len_keep_a], self.mask_token, ids_restore_a)  # [B, La, Dd], original order
+        v = add_mask_tokens(x[:, len_keep_a:], self.mask_token, ids_restore_v)  # [B, Lv, Dd]
+        a = a + self.decoder_pos_embed_a + self.decoder_modality_a
+        v = v + self.decoder_pos_embed_v + self.decoder_modality_v
         x = torch.cat([a, v], dim=1)  # [B, La+Lv, Dd]
         for blk in self.decoder_blocks:
             x = blk(x)
@@ -315,18 +373,20 @@ class CAVMAE(CAVMAEEncoder):
     def forward(self, audio: torch.Tensor, video: torch.Tensor, mask_ratio_a: float = 0.75,
                 mask_ratio_v: float = 0.75, mask_mode: str = "unstructured",
                 generator: torch.Generator | None = None, noise_a: torch.Tensor | None = None,
-                noise_v: torch.Tensor | None = None) -> CAVMAEOutput:
+                noise_v: torch.Tensor | None = None, contrastive: bool = True) -> CAVMAEOutput:
         """One pretraining forward: audio ``[B, T, F]``, video ``[B, 3, H, W]`` -> :class:`CAVMAEOutput`.
 
         ``mask_mode`` applies to audio (unstructured | time | freq | tf); video is always unstructured.
         Masking noise: ``noise_a [B, La]`` / ``noise_v [B, Lv]`` if given, else drawn from ``generator``
-        (audio first), else from torch's global RNG.
+        (audio first), else from torch's global RNG. ``contrastive=False`` returns the pooled embeddings
+        without the in-batch contrastive loss, for a caller that computes it once on a larger batch (the
+        training loop: against the negatives of every rank).
         """
         cfg = self.cfg
         if cfg.mae_loss_weight != 0 and (num_kept(cfg.num_patches_a, mask_ratio_a) == cfg.num_patches_a
                                          or num_kept(cfg.num_patches_v, mask_ratio_v) == cfg.num_patches_v):
             raise ValueError(f"mask ratios ({mask_ratio_a}, {mask_ratio_v}) leave a modality without masked "
-                             "tokens: its MAE loss is undefined. Use forward_feat for un-masked features.")
+                             "tokens: its MAE loss is undefined. Use forward_features for un-masked tokens.")
         enc = self.forward_encoder(audio, video, mask_ratio_a, mask_ratio_v, mask_mode, generator, noise_a,
                                    noise_v)
         zero = enc["latent"].new_zeros(())
@@ -343,16 +403,20 @@ class CAVMAE(CAVMAEEncoder):
         # contrastive term in float32 with autocast off: in bf16 the logits cos / 0.05 are quantised to steps
         # of 0.125, which hides the small differences between clips early in training
         dev = enc["latent"].device.type
+        logits = loss_c_unweighted = c_acc = loss_c = None
         with torch.autocast(dev, enabled=False) if dev in ("cpu", "cuda") else contextlib.nullcontext():
-            pooled_a = enc["latent_c_a"].float().mean(dim=1)  # [B, D], mean over visible tokens
-            pooled_v = enc["latent_c_v"].float().mean(dim=1)  # [B, D]
-            logits = contrastive_logits(pooled_a, pooled_v, self.temperature)  # [B, B]
-            loss_c_unweighted = info_nce(pooled_a, pooled_v, self.temperature, cfg.bidirectional_contrast)
-            c_acc = contrastive_accuracy(pooled_a, pooled_v, cfg.bidirectional_contrast)
-        loss_c = cfg.contrast_loss_weight * loss_c_unweighted if cfg.contrast_loss_weight != 0 else zero
-        return CAVMAEOutput(loss=loss_mae + loss_c, loss_mae=loss_mae, loss_mae_a=loss_mae_a,
-                            loss_mae_v=loss_mae_v, loss_c=loss_c, loss_c_unweighted=loss_c_unweighted,
-                            c_acc=c_acc, pred_a=pred_a, pred_v=pred_v, contrast_logits=logits, **enc)
+            pooled_a = self.forward_head(enc["latent_c_a"].float())  # [B, D], mean over visible tokens
+            pooled_v = self.forward_head(enc["latent_c_v"].float())  # [B, D]
+            if contrastive:
+                logits = contrastive_logits(pooled_a, pooled_v, self.temperature)  # [B, B]
+                loss_c_unweighted = info_nce(pooled_a, pooled_v, self.temperature, cfg.bidirectional_contrast)
+                c_acc = contrastive_accuracy(pooled_a, pooled_v, cfg.bidirectional_contrast)
+        if contrastive:
+            loss_c = cfg.contrast_loss_weight * loss_c_unweighted if cfg.contrast_loss_weight != 0 else zero
+        return CAVMAEOutput(loss=loss_mae + loss_c if contrastive else loss_mae, loss_mae=loss_mae,
+                            loss_mae_a=loss_mae_a, loss_mae_v=loss_mae_v, loss_c=loss_c,
+                            loss_c_unweighted=loss_c_unweighted, c_acc=c_acc, pred_a=pred_a, pred_v=pred_v,
+                            pooled_a=pooled_a, pooled_v=pooled_v, contrast_logits=logits, **enc)
 
 
 class CAVMAEFT(CAVMAEEncoder):
@@ -384,56 +448,19 @@ class CAVMAEFT(CAVMAEEncoder):
         self.mlp_head[1] = head
         self.num_classes = num_classes
 
-    @staticmethod
-    def _need(x: torch.Tensor | None, what: str, mode: str) -> torch.Tensor:
-        if x is None:
-            raise ValueError(f"mode {mode!r} needs {what}, got None.")
-        return x
+    def get_classifier(self) -> nn.Module:
+        """The head (LayerNorm + Linear) on the pooled tokens (timm contract)."""
+        return self.mlp_head
 
-    def _pool(self, a: torch.Tensor | None, v: torch.Tensor | None, mode: str) -> torch.Tensor:
-        """Encoded tokens (after the modality-specific blocks) -> pooled ``[B, D]`` for ``mode``."""
-        if mode == "multimodal":
-            return self.forward_shared(torch.cat([a, v], dim=1), None).mean(dim=1)  # [B, D]
-        if mode == "audioonly":
-            return self.forward_shared(a, "a").mean(dim=1)
-        if mode == "videoonly":
-            return self.forward_shared(v, "v").mean(dim=1)
-        if mode == "missingaudioonly":
-            return (self.forward_shared(a, None).mean(dim=1) + self.forward_shared(a, "a").mean(dim=1)) / 2
-        if mode == "missingvideoonly":
-            return (self.forward_shared(v, None).mean(dim=1) + self.forward_shared(v, "v").mean(dim=1)) / 2
-        raise ValueError(f"unknown mode {mode!r}; choose one of {FT_MODES}.")
-
-    def _encode(self, audio: torch.Tensor | None, video: torch.Tensor | None, mode: str
-                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        if mode not in FT_MODES:
-            raise ValueError(f"unknown mode {mode!r}; choose one of {FT_MODES}.")
-        a = v = None
-        if mode in ("multimodal", "audioonly", "missingaudioonly"):
-            a = self.encode_audio(self.embed_audio(self._need(audio, "audio [B, T, F]", mode)))  # [B, La, D]
-        if mode in ("multimodal", "videoonly", "missingvideoonly"):
-            video = self._need(video, "video [B, 3, H, W]", mode)
-            v = self.encode_video(self.embed_video(video))  # [B, Lv, D]
-        return a, v
-
-    def forward_features(self, audio: torch.Tensor | None, video: torch.Tensor | None,
-                         mode: str = "multimodal") -> torch.Tensor:
-        """The pooled vector ``[B, D]`` that enters ``mlp_head`` (an input the mode does not need may be
-        None)."""
-        return self._pool(*self._encode(audio, video, mode), mode)
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Tokens ``[B, N, D]`` -> mean-pooled ``[B, D]`` (``pre_logits=True``) -> logits ``[B, K]``."""
+        x = x.mean(dim=1)  # [B, D]
+        return x if pre_logits else self.mlp_head(x)
 
     def forward(self, audio: torch.Tensor | None, video: torch.Tensor | None,
                 mode: str = "multimodal") -> torch.Tensor:
-        """Logits ``[B, K]`` (no sigmoid/softmax)."""
-        return self.mlp_head(self.forward_features(audio, video, mode))
-
-    def forward_feat(self, audio: torch.Tensor | None, video: torch.Tensor | None = None, mode: str = "av"
-                     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Per-modality token features ``[B, La, D]``, ``[B, Lv, D]`` (``_a``/``_v`` streams); mode 'av' | 'a'
-        | 'v'."""
-        if mode not in ("av", "a", "v"):
-            raise ValueError(f"forward_feat mode must be 'av', 'a' or 'v', got {mode!r}.")
-        return super().forward_feat(audio if "a" in mode else None, video if "v" in mode else None)
+        """Logits ``[B, K]`` (no sigmoid/softmax): ``forward_head(forward_features(audio, video, mode))``."""
+        return self.forward_head(self.forward_features(audio, video, mode))
 
     def forward_multiframe(self, audio: torch.Tensor | None, frames: torch.Tensor | None,
                            mode: str = "multimodal", reduce: str | None = None) -> torch.Tensor:
@@ -452,9 +479,8 @@ class CAVMAEFT(CAVMAEEncoder):
         if frames is not None and frames.ndim != 5:
             raise ValueError(f"frames must be [B, V, 3, H, W], got {list(frames.shape)}.")
         V = frames.shape[1] if frames is not None else 1
-        if mode in ("audioonly", "missingaudioonly"):  # the frames do not matter: one pass, repeated V times
-            a, _ = self._encode(audio, None, mode)
-            logits = self.mlp_head(self._pool(a, None, mode))[:, None].expand(-1, V, -1)  # [B, V, K]
+        if "video" not in mode_inputs(mode):  # the frames do not matter: one pass, repeated V times
+            logits = self(audio, None, mode)[:, None].expand(-1, V, -1)  # [B, V, K]
         else:
             if frames is None:
                 raise ValueError(f"mode {mode!r} needs frames [B, V, 3, H, W], got None.")
@@ -463,7 +489,7 @@ class CAVMAEFT(CAVMAEEncoder):
             a, v = self._encode(audio if mode == "multimodal" else None, flat, mode)  # v [B*V, Lv, D]
             if a is not None:
                 a = a.repeat_interleave(V, dim=0)  # [B*V, La, D], clip b's audio for each of its frames
-            logits = self.mlp_head(self._pool(a, v, mode)).view(B, V, -1)  # [B*V, K] -> [B, V, K]
+            logits = self.forward_head(self._shared(a, v, mode)).view(B, V, -1)  # [B*V, K] -> [B, V, K]
         if reduce is None:
             return logits
         if reduce == "softmax":

@@ -291,14 +291,26 @@ class MAE(nn.Module):
         return MAEOutput(loss=loss, pred=pred, mask=mask, ids_restore=ids_restore, ids_keep=ids_keep,
                          latent=latent)
 
-    # --- after training ------------------------------------------------------------------------------------
-    @torch.no_grad()
+    # --- after training: the timm contract -----------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Un-masked encoder features ``[B, L, D]`` (all tokens; mean-pool them for a linear probe)."""
+        """Un-masked, unpooled encoder tokens ``[B, L, D]`` (all tokens; differentiable)."""
         h = self.embed(x)  # [B, L, D]
         for blk in self.blocks:
             h = blk(h)
         return self.norm(h)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Tokens ``[B, L, D]`` -> the mean-pooled embedding ``[B, D]`` (MAE has no classifier; a linear probe
+        goes on this)."""
+        return x.mean(dim=1)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters kept out of weight decay (optimisers also exempt every 1-D parameter)."""
+        return {"pos_embed", "decoder_pos_embed", "mask_token"}
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """timm's layer grouping: embeddings, then block i; the rest (norm, decoder) after them."""
+        return dict(stem=r"^(?:patch_embed|pos_embed)", blocks=r"^blocks\.(\d+)")
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -54,18 +54,16 @@ def load_config(directory: str | Path) -> dict:
 
 def from_pretrained(directory: str | Path, map_location: str | torch.device = "cpu") -> CAVMAE | CAVMAEFT:
     """Rebuild the model saved by :func:`save_pretrained` and load its weights strictly; returned in
-    ``eval()``."""
+    ``eval()``. The model is built on the meta device and takes the loaded tensors, so loading neither spends
+    time on a random initialisation nor draws from torch's global RNG. Its ``extra`` dict: :func:`load_config`."""
     meta = load_config(directory)
     cfg = CAVMAEConfig.from_dict(meta["config"])
-    if meta["arch"] == "CAVMAE":
-        model = CAVMAE(cfg)
-    elif meta["arch"] == "CAVMAEFT":
-        model = CAVMAEFT(cfg, num_classes=int(meta["num_classes"]))
-    else:
+    if meta["arch"] not in ("CAVMAE", "CAVMAEFT"):
         raise ValueError(f"{Path(directory) / CONFIG_NAME}: unknown arch {meta['arch']!r}.")
     weights = Path(directory) / WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found next to {CONFIG_NAME}.")
-    model.load_state_dict(load_file(str(weights), device=str(map_location)), strict=True)
-    model.extra = meta.get("extra", {})
+    with torch.device("meta"):  # shapes only: no initialisation, no RNG draws
+        model = CAVMAE(cfg) if meta["arch"] == "CAVMAE" else CAVMAEFT(cfg, num_classes=int(meta["num_classes"]))
+    model.load_state_dict(load_file(str(weights), device=str(map_location)), strict=True, assign=True)
     return model.to(map_location).eval()

@@ -41,14 +41,14 @@ import importlib
 from typing import Any
 
 from avlib.train.configs import FinetuneConfig, PretrainConfig, TrainResult
-from avlib.train.finetuning import MODE_MODALITIES, finetune, label_efficiency
+from avlib.train.finetuning import finetune, label_efficiency
 from avlib.train.loop import dataset_root
-from avlib.train.optim import WarmupCosine, layer_id, optimizer_and_schedule, param_groups, resolve_amp
+from avlib.train.optim import WarmupCosine, layer_ids, optimizer_and_schedule, param_groups, resolve_amp
 from avlib.train.pretraining import pretrain, pretrain_losses, pretrain_model, pretrain_snapshots
 
-__all__ = ["PretrainConfig", "FinetuneConfig", "TrainResult", "WarmupCosine", "param_groups", "layer_id",
+__all__ = ["PretrainConfig", "FinetuneConfig", "TrainResult", "WarmupCosine", "param_groups", "layer_ids",
            "optimizer_and_schedule", "resolve_amp", "dataset_root", "pretrain", "pretrain_model",
-           "pretrain_snapshots", "pretrain_losses", "finetune", "label_efficiency", "MODE_MODALITIES",
+           "pretrain_snapshots", "pretrain_losses", "finetune", "label_efficiency",
            "main_run_dir", "main_pretrain_config", "main_finetune_config", "main_finetune_row",
            "main_label_efficiency", "run_all", "results_markdown", "FT_MODES_MAIN", "LE_FRACTIONS"]
 

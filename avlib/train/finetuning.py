@@ -17,14 +17,12 @@ from avlib import distributed as dist
 from avlib import env
 from avlib.checkpoint import unwrap
 from avlib.evaluate import ClipTensors, autocast, evaluate, load_split
+from avlib.models.cavmae import MODE_INPUTS
 from avlib.train.configs import FinetuneConfig, TrainResult
 from avlib.train.loop import _f, _Loop, _preprocessing, _run_dir, _to, _write_history, dataset_root
 from avlib.train.optim import optimizer_and_schedule
 
-__all__ = ["finetune", "label_efficiency", "MODE_MODALITIES"]
-
-
-MODE_MODALITIES = {"multimodal": ("audio", "video"), "audioonly": ("audio",), "videoonly": ("video",)}
+__all__ = ["finetune", "label_efficiency"]
 
 
 def _finetune_model(cfg: FinetuneConfig, num_classes: int, dcfg) -> nn.Module:
@@ -76,7 +74,7 @@ def finetune(cfg: FinetuneConfig | None = None, on_step: Callable[[dict], None] 
     loop = _Loop(cfg, f"finetune_{cfg.mode}")
     try:
         root = dataset_root(cfg.data)
-        mods = MODE_MODALITIES[cfg.mode]
+        mods = MODE_INPUTS[cfg.mode]
         dcfg = AVDatasetConfig(train=True, modalities=mods, freqm=cfg.freqm, timem=cfg.timem, noise=cfg.noise,
                                mixup=cfg.mixup, label_smoothing=cfg.label_smoothing,
                                augment_video=cfg.augment_video, label_fraction=cfg.label_fraction)
@@ -84,9 +82,9 @@ def finetune(cfg: FinetuneConfig | None = None, on_step: Callable[[dict], None] 
                           workers=cfg.num_workers)
         env.seed_everything(cfg.seed)
         model = _finetune_model(cfg, ds.num_classes, dcfg).to(loop.device)
-        if cfg.linear_probe:
-            for name, p in model.named_parameters():
-                p.requires_grad_(name.startswith("mlp_head."))
+        if cfg.linear_probe:  # train only the classifier head
+            model.requires_grad_(False)
+            model.get_classifier().requires_grad_(True)
         loader, sampler = loop.loader(ds, drop_last=False)
         per_epoch = len(sampler)
         epochs = max(cfg.epochs, math.ceil(cfg.min_steps / per_epoch))
@@ -184,7 +182,7 @@ def label_efficiency(cfg: FinetuneConfig | None = None, pretrained: str | Path |
     cfg = cfg.replace(data=str(root))
     if test_clips is None:
         test_clips = load_split(root / "datafiles" / f"{test_split}.json",
-                                frames="all" if frame_agg else "middle", modalities=MODE_MODALITIES[cfg.mode],
+                                frames="all" if frame_agg else "middle", modalities=MODE_INPUTS[cfg.mode],
                                 progress=False, cache=True)
     from avlib.data.datafile import read_datafile
 

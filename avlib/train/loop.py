@@ -4,6 +4,7 @@ lock, resume, DDP wrapping, the epoch/step iterator, backward step, logging, che
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from collections.abc import Sequence
@@ -43,15 +44,21 @@ def _step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7_919 + 12_345) % (2**63 - 1)
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file next to ``path``, then rename it: readers see the old or the new file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def _write_history(run_dir: Path, history: list[dict]) -> None:
     keys = list(dict.fromkeys(k for row in history for k in row))
-    tmp = run_dir / "history.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, keys)
-        w.writeheader()
-        w.writerows(history)
-    tmp.replace(run_dir / "history.csv")
-    (run_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, keys)
+    w.writeheader()
+    w.writerows(history)
+    _write_atomic(run_dir / "history.csv", buf.getvalue())
+    _write_atomic(run_dir / "history.json", json.dumps(history, indent=1) + "\n")
 
 
 def _lock_run_dir(run_dir: Path):
@@ -82,13 +89,14 @@ class _Loop:
         self.device = self.info.device
         self.amp = resolve_amp(cfg.amp, self.device)
         self.run_dir = _run_dir(cfg, name)
+        self._lock = None
         if self.info.is_main:
             (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+            self._lock = _lock_run_dir(self.run_dir)  # before writing anything there
+            _write_atomic(self.run_dir / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
         self.history: list[dict] = []
         self.step = 0
         self.start_step = 0  # where this call began (> 0 after a resume)
-        self._lock = _lock_run_dir(self.run_dir) if self.info.is_main else None
         self.threads = env.ThreadGovernor()  # sheds torch threads while other jobs keep cores busy
         self.t0 = time.time()
 

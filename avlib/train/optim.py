@@ -7,48 +7,43 @@ import math
 from typing import Any
 
 import torch
+from timm.models import group_parameters
 from torch import nn
 
 from avlib import env
 from avlib.checkpoint import unwrap
 from avlib.train.configs import FinetuneConfig, PretrainConfig
 
-__all__ = ["layer_id", "param_groups", "WarmupCosine", "optimizer_and_schedule", "resolve_amp"]
+__all__ = ["layer_ids", "param_groups", "WarmupCosine", "optimizer_and_schedule", "resolve_amp"]
 
 
-def layer_id(name: str, depth_ms: int, depth_shared: int) -> int:
-    """Depth of a parameter for layer-wise lr decay: embeddings 0, ``blocks_a.i`` / ``blocks_v.i`` i + 1,
-    ``blocks_u.j`` ``depth_ms + 1 + j``, everything after the encoder (norms, head, decoder) ``depth + 1``."""
-    if name.startswith(("patch_embed", "pos_embed", "modality_")):
-        return 0
-    parts = name.split(".")
-    if parts[0] in ("blocks_a", "blocks_v"):
-        return int(parts[1]) + 1
-    if parts[0] == "blocks_u":
-        return depth_ms + 1 + int(parts[1])
-    return depth_ms + depth_shared + 1
-
-
-def _no_weight_decay(name: str, p: torch.Tensor) -> bool:
-    return p.ndim <= 1 or name.endswith(".bias") or "pos_embed" in name or "modality" in name or \
-        "token" in name or name == "logit_scale"
+def layer_ids(model: nn.Module) -> dict[str, int]:
+    """Depth of every parameter for layer-wise lr decay, from the model's timm ``group_matcher()``: for CAV-MAE
+    embeddings 0, ``blocks_a.i`` / ``blocks_v.i`` i + 1, ``blocks_u.j`` ``depth_ms + 1 + j``, everything after
+    the encoder (norms, head, decoder) ``depth + 1``."""
+    m = unwrap(model)
+    return group_parameters(m, m.group_matcher(coarse=False), reverse=True)
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float, layer_decay: float | None = None,
-                 head_lr_mult: float = 1.0, head_prefix: str = "mlp_head.") -> list[dict]:
-    """AdamW parameter groups: weight decay off for 1-D params, biases, tokens and positional tables; lr
-    scaled by ``layer_decay ** (depth + 1 - layer_id)`` and by ``head_lr_mult`` for the classifier head.
+                 head_lr_mult: float = 1.0) -> list[dict]:
+    """AdamW parameter groups from the model's timm contract: weight decay off for 1-D params (biases, norms)
+    and ``model.no_weight_decay()`` (tokens, positional tables); lr scaled by ``layer_decay ** (depth + 1 -
+    layer_id)`` (:func:`layer_ids`) and by ``head_lr_mult`` for ``model.get_classifier()`` (if it has one).
     Frozen parameters are left out. Each group holds ``lr_scale`` and a readable ``group`` name."""
-    cfg = unwrap(model).cfg
-    depth = cfg.modality_specific_depth + cfg.shared_depth
+    m = unwrap(model)
+    skip = m.no_weight_decay()
+    lids = layer_ids(m) if layer_decay else {}
+    top = max(lids.values(), default=0)
+    head = {id(p) for p in m.get_classifier().parameters()} if hasattr(m, "get_classifier") else set()
     groups: dict[tuple, dict] = {}
-    for name, p in unwrap(model).named_parameters():
+    for name, p in m.named_parameters():
         if not p.requires_grad:
             continue
-        no_wd = _no_weight_decay(name, p)
-        lid = layer_id(name, cfg.modality_specific_depth, cfg.shared_depth)
-        scale = layer_decay ** (depth + 1 - lid) if layer_decay else 1.0
-        is_head = name.startswith(head_prefix)
+        no_wd = p.ndim <= 1 or name in skip
+        lid = lids.get(name, top)
+        scale = layer_decay ** (top - lid) if layer_decay else 1.0
+        is_head = id(p) in head
         if is_head:
             scale *= head_lr_mult
         key = (lid if layer_decay else 0, is_head, no_wd)

@@ -50,14 +50,14 @@ def _mask_noise(model: nn.Module, step: int, seed: int, global_batch: int, rank:
 
 
 def _pretrain_loss(model: nn.Module, out) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(loss, loss_c, c_acc)`` with the contrastive term recomputed in float32 outside autocast (in bf16 the
-    cosine logits / 0.05 are quantised to steps of 0.125, which hides the small differences between clips
+    """``(loss, loss_c, c_acc)``: the model's MAE terms plus the contrastive term, computed once here from the
+    model's float32 pooled embeddings (the forward ran with ``contrastive=False``), outside autocast (in bf16
+    the cosine logits / 0.05 are quantised to steps of 0.125, which hides the small differences between clips
     early in training) and, on several processes, against all-gathered negatives (so it equals the
-    single-process value on the global batch). The MAE terms are the model's."""
+    single-process value on the global batch)."""
     m = unwrap(model)
-    with torch.autocast(out.latent_c_a.device.type, enabled=False):
-        za, zv = out.latent_c_a.float().mean(1), out.latent_c_v.float().mean(1)  # [b, D] pooled
-        l_c, acc = dist.info_nce_all_gather(za, zv, m.temperature, m.cfg.bidirectional_contrast)
+    with torch.autocast(out.pooled_a.device.type, enabled=False):
+        l_c, acc = dist.info_nce_all_gather(out.pooled_a, out.pooled_v, m.temperature, m.cfg.bidirectional_contrast)
     return out.loss_mae + m.cfg.contrast_loss_weight * l_c, l_c, acc
 
 
@@ -155,7 +155,7 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
             noise_a, noise_v = _mask_noise(model, loop.step, cfg.seed, G, loop.info.rank, b)
             with autocast(loop.device, loop.amp):
                 out = ddp(audio, video, cfg.mask_ratio_a, cfg.mask_ratio_v, cfg.mask_mode,
-                          noise_a=noise_a.to(loop.device), noise_v=noise_v.to(loop.device))
+                          noise_a=noise_a.to(loop.device), noise_v=noise_v.to(loop.device), contrastive=False)
                 loss, loss_c, c_acc = _pretrain_loss(model, out)
             lr = opt.param_groups[0]["lr"] / opt.param_groups[0]["lr_scale"]
             gnorm = loop.backward_step(ddp, loss, opt, sched)
