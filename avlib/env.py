@@ -365,26 +365,36 @@ def _inline_figures() -> None:
 # --------------------------------------------------------------------------------------------------------------
 # environment check (learners paste its output into bug reports)
 # --------------------------------------------------------------------------------------------------------------
-# import name -> (distribution name, minimum version); keep in step with requirements.txt
-REQUIRED: dict[str, tuple[str, str]] = {
-    "torch": ("torch", "2.14"),
-    "torchvision": ("torchvision", "0.29"),
-    "torchaudio": ("torchaudio", "2.11"),
-    "timm": ("timm", "1.0"),
-    "einops": ("einops", "0.8"),
-    "numpy": ("numpy", "1.26"),
-    "safetensors": ("safetensors", "0.4"),
-    "tqdm": ("tqdm", "4.66"),
-    "av": ("av", "14.0"),
-    "soundfile": ("soundfile", "0.12"),
-    "PIL": ("pillow", "10.0"),
-    "matplotlib": ("matplotlib", "3.8"),
-    "seaborn": ("seaborn", "0.13"),
-    "sklearn": ("scikit-learn", "1.4"),
-    "ipywidgets": ("ipywidgets", "8.1"),
-    "tinysoundfont": ("tinysoundfont", "0.3.7"),
-    "pretty_midi": ("pretty_midi", "0.2.10"),
-}
+# distribution -> import name, where they differ
+_IMPORT_NAMES = {"pillow": "PIL", "scikit-learn": "sklearn", "ipython": "IPython", "pytest-xdist": "xdist"}
+_CHECKED_ROLES = ("core", "nb", "data")  # what learners need (the tests check the test tools)
+
+
+def _requirements(files: tuple[str, ...] = ("requirements.txt", "requirements-nodeps.txt")
+                  ) -> tuple[dict[str, tuple[str, str]], set[str]]:
+    """Read the one dependency list: ``{import name: (distribution, minimum version)}`` of the lines whose
+    comment starts with a role in :data:`_CHECKED_ROLES`, and the import names of the ``data`` role (packages
+    that only ship files: checked as installed, never imported)."""
+    import re
+
+    required, data_only = {}, set()
+    for f in files:
+        path = ROOT / f
+        for line in path.read_text().splitlines() if path.is_file() else []:
+            spec, _, comment = line.partition("#")
+            m = re.match(r"\s*([A-Za-z0-9_.\-]+)\s*(?:[=>]=\s*([0-9][^\s,;]*))?", spec)
+            role = comment.strip().split(":")[0].strip()
+            if not spec.strip() or m is None or role not in _CHECKED_ROLES:
+                continue
+            mod = _IMPORT_NAMES.get(m.group(1).lower(), m.group(1).replace("-", "_"))
+            required[mod] = (m.group(1), m.group(2) or "0")
+            if role == "data":
+                data_only.add(mod)
+    return required, data_only
+
+
+# import name -> (distribution name, minimum version), from requirements*.txt
+REQUIRED, _DATA_ONLY = _requirements()
 
 
 def _version() -> str:
@@ -406,6 +416,7 @@ def _parse(v: str) -> tuple[int, ...]:
 def check(verbose: bool = True) -> bool:
     """Print python/platform/device facts and ``[OK]``/``[FAIL]`` per required package; return True if all OK."""
     from importlib import metadata
+    from importlib.util import find_spec
 
     here = Path(__file__).resolve().parent
     where = "this repository (editable install)" if (ROOT / "pyproject.toml").exists() else str(here)
@@ -413,7 +424,10 @@ def check(verbose: bool = True) -> bool:
     ok_all = True
     for mod, (dist, minimum) in REQUIRED.items():
         try:
-            importlib.import_module(mod)
+            if mod not in _DATA_ONLY:
+                importlib.import_module(mod)
+            elif find_spec(mod) is None:
+                raise ModuleNotFoundError(f"No module named {mod!r}")
             ver = metadata.version(dist)
             ok = _parse(ver) >= _parse(minimum)
             lines.append(f"[{'OK' if ok else 'FAIL'}] {dist} {ver}" + ("" if ok else f" (need >= {minimum})"))

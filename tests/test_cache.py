@@ -157,7 +157,7 @@ def test_cache_is_rebuilt_when_data_or_preprocessing_change(datafile, tmp_path):
 
 def test_open_dataset_and_worker_pickling(datafile, tmp_path):
     c = CONFIGS["pretrain"]
-    plain = open_dataset(datafile, c, seed=0, cache=False)
+    plain = open_dataset(datafile, c, seed=0, cache=False, workers=2)  # what the loops pass with cache=False
     cached = open_dataset(datafile, c, seed=0, cache=True, cache_dir=tmp_path / "c", progress=False)
     assert type(plain) is AVDataset and isinstance(cached, CachedAVDataset)
     _ = cached[0]  # opens the memory maps

@@ -321,8 +321,10 @@ class CachedAVDataset(AVDataset):
 
 
 def open_dataset(datafile: str | Path, cfg: AVDatasetConfig | None = None, seed: int = 0, cache: bool = True,
-                 progress: bool = True, **kwargs) -> AVDataset:
-    """:class:`CachedAVDataset` if ``cache`` else :class:`AVDataset` (what the training loops build)."""
+                 progress: bool = True, cache_dir: str | Path | None = None, workers: int = 0) -> AVDataset:
+    """:class:`CachedAVDataset` if ``cache`` else :class:`AVDataset` (what the training loops build);
+    ``progress``, ``cache_dir`` and ``workers`` only matter for the cache."""
     if cache:
-        return CachedAVDataset(datafile, cfg=cfg, seed=seed, progress=progress, **kwargs)
-    return AVDataset(datafile, cfg=cfg, seed=seed, **kwargs)
+        return CachedAVDataset(datafile, cfg=cfg, seed=seed, cache_dir=cache_dir, workers=workers,
+                               progress=progress)
+    return AVDataset(datafile, cfg=cfg, seed=seed)
