@@ -430,7 +430,7 @@ def _run_sections(a: argparse.Namespace) -> dict:
         out["data"] = rows
     if "C" in a.sections:
         threads = a.threads or min(len(env.cpu_slots()), env.MAX_THREADS)
-        bf16, note = _bf16_note()
+        bf16, note = _bf16_note() if a.device == "cpu" else (True, f"device {a.device}: bf16 measured")
         model = "tiny" if a.quick else "base"
         print(f"\nC. Maths: `{model}` pretraining step (fwd + bwd + Adam), batch 2, {threads} threads, mean of "
               f"{1 if a.quick else 3} after 1 warm-up; {note}", flush=True)
