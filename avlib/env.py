@@ -116,6 +116,12 @@ def profile(name: str | None = None) -> Profile:
     return _PROFILES[name]
 
 
+def profile_field(name: str, transform=None):
+    """A dataclass field whose default is the active profile's ``name`` (read when the object is made), passed
+    through ``transform`` if given: the configs of the data and training code default to the profile this way."""
+    return field(default_factory=lambda: (transform or (lambda x: x))(getattr(profile(), name)))
+
+
 def data_root() -> Path:
     """Where generated datasets live: ``$AVLIB_DATA`` or ``<repo>/data/generated``."""
     return Path(os.environ.get("AVLIB_DATA", ROOT / "data" / "generated"))

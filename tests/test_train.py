@@ -87,7 +87,7 @@ def test_resolve_amp_and_config_validation():
     with pytest.raises(ValueError, match="missing"):
         T.FinetuneConfig(mode="missingaudioonly")
     with pytest.raises(FileNotFoundError, match="datafiles"):
-        T.dataset_root("/nonexistent/place")
+        T.resolve_dataset("/nonexistent/place")
 
 
 def test_contrastive_term_is_float32_under_bf16_autocast():

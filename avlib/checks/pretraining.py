@@ -191,10 +191,10 @@ class _Runs:
 
 
 def _datasets(cfg: Any) -> list:
-    from avlib.train.loop import dataset_root
+    from avlib.train.loop import resolve_dataset
     from avlib.train.pretraining import _pretrain_datasets
 
-    return _pretrain_datasets(cfg, dataset_root(cfg.data))
+    return _pretrain_datasets(cfg, resolve_dataset(cfg.data))
 
 
 @functools.lru_cache(maxsize=4)

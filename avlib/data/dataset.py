@@ -27,7 +27,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -52,8 +52,7 @@ MODALITIES = ("audio", "video")
 FRAME_MODES = ("random", "middle", "all")
 
 
-def _prof(name: str):
-    return field(default_factory=lambda: getattr(env.profile(), name))
+_prof = env.profile_field
 
 
 def frame_ids(mode: str, generator: torch.Generator | None = None, num_frames: int = NUM_FRAMES) -> list[int]:

@@ -27,11 +27,49 @@ from dataclasses import dataclass, fields
 
 from avlib.patching import audio_grid, image_grid
 
-__all__ = ["CAVMAEConfig", "MODEL_CONFIGS", "model_names", "get_config"]
+__all__ = ["ConfigBase", "CAVMAEConfig", "MODEL_CONFIGS", "model_names", "get_config"]
+
+
+class ConfigBase:
+    """What the model configs (dataclasses) share: ``to_dict`` / ``from_dict`` / ``replace`` that refuse unknown
+    fields, and the checks of the encoder / decoder widths (``__post_init__`` calls :meth:`_check_widths`)."""
+
+    def _need(self, ok: bool, msg: str) -> None:
+        if not ok:
+            raise ValueError(f"{type(self).__name__}: {msg}")
+
+    def _check_widths(self) -> None:
+        for name in ("embed_dim", "decoder_embed_dim"):
+            self._need(getattr(self, name) % 4 == 0, f"{name}={getattr(self, name)} must be a multiple of 4 "
+                       "(2-D sin-cos positions).")
+        self._need(self.embed_dim % self.num_heads == 0,
+                   f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}.")
+        self._need(self.decoder_embed_dim % self.decoder_num_heads == 0,
+                   f"decoder_embed_dim={self.decoder_embed_dim} is not divisible by decoder_num_heads="
+                   f"{self.decoder_num_heads}.")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Build from a dict (e.g. a checkpoint's ``config.json``); unknown keys raise instead of being ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {unknown}; known: {sorted(known)}.")
+        return cls(**d)
+
+    def replace(self, **changes):
+        """A copy with ``changes`` applied (validated)."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise ValueError(f"unknown {type(self).__name__} fields {unknown}.")
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass
-class CAVMAEConfig:
+class CAVMAEConfig(ConfigBase):
     """Everything that defines a CAV-MAE model. Defaults are the reference's (= ``base``).
 
     Shapes: audio input ``[B, T=audio_length, F=num_mel_bins]``; frames ``[B, in_chans, img_size, img_size]``;
@@ -68,23 +106,12 @@ class CAVMAEConfig:
     contrast_loss_weight: float = 0.01
 
     def __post_init__(self) -> None:
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise ValueError(f"CAVMAEConfig: {msg}")
-
         audio_grid(self.audio_length, self.num_mel_bins, self.patch_size)  # raises if not divisible
         image_grid(self.img_size, self.patch_size)
-        for name in ("embed_dim", "decoder_embed_dim"):
-            need(getattr(self, name) % 4 == 0, f"{name}={getattr(self, name)} must be a multiple of 4 "
-                 "(2-D sin-cos positions).")
-        need(self.embed_dim % self.num_heads == 0,
-             f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}.")
-        need(self.decoder_embed_dim % self.decoder_num_heads == 0,
-             f"decoder_embed_dim={self.decoder_embed_dim} is not divisible by decoder_num_heads="
-             f"{self.decoder_num_heads}.")
-        need(self.modality_specific_depth >= 0 and self.shared_depth >= 1,
-             "modality_specific_depth must be >= 0 and shared_depth >= 1.")
-        need(self.contrast_temperature > 0, "contrast_temperature must be > 0.")
+        self._check_widths()
+        self._need(self.modality_specific_depth >= 0 and self.shared_depth >= 1,
+                   "modality_specific_depth must be >= 0 and shared_depth >= 1.")
+        self._need(self.contrast_temperature > 0, "contrast_temperature must be > 0.")
 
     # --- derived sizes --------------------------------------------------------------------------------------
     @property
@@ -108,24 +135,6 @@ class CAVMAEConfig:
     def depth(self) -> int:
         return self.modality_specific_depth + self.shared_depth
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CAVMAEConfig:
-        """Build from a dict (e.g. ``config.json``); unknown keys raise instead of being ignored."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown CAVMAEConfig fields {unknown}; known: {sorted(known)}.")
-        return cls(**d)
-
-    def replace(self, **changes) -> CAVMAEConfig:
-        """A copy with ``changes`` applied (validated)."""
-        unknown = sorted(set(changes) - {f.name for f in fields(self)})
-        if unknown:
-            raise ValueError(f"unknown CAVMAEConfig fields {unknown}.")
-        return dataclasses.replace(self, **changes)
 
 
 MODEL_CONFIGS: dict[str, CAVMAEConfig] = {

@@ -19,8 +19,7 @@ named outputs.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from timm.layers import PatchEmbed
@@ -29,7 +28,7 @@ from torch import nn
 from avlib.blocks import Block, init_linear_and_norm, init_patch_kernel
 from avlib.losses import mae_loss
 from avlib.masking import MASK_MODES, mask_tokens
-from avlib.models.config import CAVMAEConfig
+from avlib.models.config import CAVMAEConfig, ConfigBase
 from avlib.patching import (
     audio_grid,
     audio_to_image,
@@ -47,7 +46,7 @@ MODALITIES = ("audio", "image")
 
 
 @dataclass
-class MAEConfig:
+class MAEConfig(ConfigBase):
     """Everything that defines a single-modality MAE. Defaults: the course's tiny audio model on 4-s clips
     (the audio branch of ``tiny`` CAV-MAE, its shared block counted as a 6th layer).
 
@@ -74,22 +73,13 @@ class MAEConfig:
     ln_eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise ValueError(f"MAEConfig: {msg}")
-
+        need = self._need
         need(self.modality in MODALITIES, f"modality must be one of {MODALITIES}, got {self.modality!r}.")
         need(self.mask_mode in MASK_MODES, f"mask_mode must be one of {MASK_MODES}, got {self.mask_mode!r}.")
         need(self.modality == "audio" or self.mask_mode == "unstructured",
              f"mask_mode {self.mask_mode!r} is for spectrograms; images use 'unstructured'.")
         _ = self.grid  # raises if the input is not a multiple of the patch size
-        for name in ("embed_dim", "decoder_embed_dim"):
-            need(getattr(self, name) % 4 == 0, f"{name}={getattr(self, name)} must be a multiple of 4.")
-        need(self.embed_dim % self.num_heads == 0,
-             f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}.")
-        need(self.decoder_embed_dim % self.decoder_num_heads == 0,
-             f"decoder_embed_dim={self.decoder_embed_dim} is not divisible by decoder_num_heads="
-             f"{self.decoder_num_heads}.")
+        self._check_widths()
         need(self.depth >= 1 and self.decoder_depth >= 1, "depth and decoder_depth must be >= 1.")
 
     # --- derived sizes ---------------------------------------------------------------------------------
@@ -120,26 +110,6 @@ class MAEConfig:
         if self.modality == "audio":
             return (self.audio_length, self.num_mel_bins)
         return (self.in_chans, self.img_size, self.img_size)
-
-    # --- (de)serialisation ------------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MAEConfig:
-        """Build from a dict (e.g. a checkpoint's config); unknown keys raise instead of being ignored."""
-        known = sorted(f.name for f in fields(cls))
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ValueError(f"unknown MAEConfig fields {unknown}; known: {known}.")
-        return cls(**d)
-
-    def replace(self, **changes) -> MAEConfig:
-        """A copy with ``changes`` applied (validated)."""
-        unknown = sorted(set(changes) - {f.name for f in fields(self)})
-        if unknown:
-            raise ValueError(f"unknown MAEConfig fields {unknown}.")
-        return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_cavmae(cls, cfg: CAVMAEConfig, modality: str = "audio", **overrides) -> MAEConfig:

@@ -42,15 +42,17 @@ from typing import Any
 
 from avlib.train.configs import FinetuneConfig, PretrainConfig, TrainResult
 from avlib.train.finetuning import finetune, label_efficiency
-from avlib.train.loop import dataset_root
+from avlib.train.loop import resolve_dataset
 from avlib.train.optim import WarmupCosine, layer_ids, optimizer_and_schedule, param_groups, resolve_amp
 from avlib.train.pretraining import pretrain, pretrain_losses, pretrain_model, pretrain_snapshots
 
 __all__ = ["PretrainConfig", "FinetuneConfig", "TrainResult", "WarmupCosine", "param_groups", "layer_ids",
-           "optimizer_and_schedule", "resolve_amp", "dataset_root", "pretrain", "pretrain_model",
+           "optimizer_and_schedule", "resolve_amp", "resolve_dataset", "pretrain", "pretrain_model",
            "pretrain_snapshots", "pretrain_losses", "finetune", "label_efficiency",
            "main_run_dir", "main_pretrain_config", "main_finetune_config", "main_finetune_row",
            "main_label_efficiency", "run_all", "results_markdown", "FT_MODES_MAIN", "LE_FRACTIONS"]
+
+dataset_root = resolve_dataset  # its former name (avlib.data.datafile.dataset_root is a datafile's root)
 
 # the main job moved to avlib.experiments (above train); these names resolve there on first use, so
 # `from avlib.train import main_finetune_config` keeps working without train importing upwards at load time

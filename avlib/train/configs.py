@@ -4,7 +4,6 @@ the :class:`TrainResult` both loops return."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,9 @@ from avlib.checkpoint import to_plain
 __all__ = ["PretrainConfig", "FinetuneConfig", "TrainResult"]
 
 
-def _prof(name: str, transform: Callable[[Any], Any] = lambda x: x):
-    return field(default_factory=lambda: transform(getattr(env.profile(), name)))
+_prof = env.profile_field
 
 
-# ------------------------------------------------------------------------------------------------------------
-# configs and results
-# ------------------------------------------------------------------------------------------------------------
 @dataclass
 class _Common:
     """Fields shared by both loops. Sizes default to the active profile (``AVLIB_PROFILE``)."""

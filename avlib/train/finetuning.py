@@ -19,7 +19,7 @@ from avlib.checkpoint import unwrap
 from avlib.evaluate import ClipTensors, autocast, evaluate, load_split
 from avlib.models.cavmae import MODE_INPUTS
 from avlib.train.configs import FinetuneConfig, TrainResult
-from avlib.train.loop import _f, _Loop, _preprocessing, _run_dir, _to, _write_history, dataset_root
+from avlib.train.loop import _f, _Loop, _preprocessing, _run_dir, _to, _write_history, resolve_dataset
 from avlib.train.optim import optimizer_and_schedule
 
 __all__ = ["finetune", "label_efficiency"]
@@ -73,7 +73,7 @@ def finetune(cfg: FinetuneConfig | None = None, on_step: Callable[[dict], None] 
     cfg = (cfg or FinetuneConfig()).replace(**overrides)
     loop = _Loop(cfg, f"finetune_{cfg.mode}")
     try:
-        root = dataset_root(cfg.data)
+        root = resolve_dataset(cfg.data)
         mods = MODE_INPUTS[cfg.mode]
         dcfg = AVDatasetConfig(train=True, modalities=mods, freqm=cfg.freqm, timem=cfg.timem, noise=cfg.noise,
                                mixup=cfg.mixup, label_smoothing=cfg.label_smoothing,
@@ -178,7 +178,7 @@ def label_efficiency(cfg: FinetuneConfig | None = None, pretrained: str | Path |
     cfg = cfg or FinetuneConfig()
     if "pretrained" in inits and pretrained is None:
         raise ValueError("label_efficiency needs pretrained=<model dir> for the 'pretrained' rows.")
-    root = dataset_root(cfg.data)
+    root = resolve_dataset(cfg.data)
     cfg = cfg.replace(data=str(root))
     if test_clips is None:
         test_clips = load_split(root / "datafiles" / f"{test_split}.json",

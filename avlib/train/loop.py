@@ -20,11 +20,13 @@ from avlib.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from avlib.train.configs import _Common
 from avlib.train.optim import resolve_amp
 
-__all__ = ["dataset_root"]
+__all__ = ["resolve_dataset"]
 
 
-def dataset_root(data: str | Path | None) -> Path:
-    """The dataset folder: ``data`` if given (must hold ``datafiles/``), else the profile's generated one."""
+def resolve_dataset(data: str | Path | None) -> Path:
+    """A training config's ``data`` -> the dataset folder: ``data`` if given (must hold ``datafiles/``), else
+    the profile's generated one (made on first use). The root of a datafile is
+    :func:`avlib.data.datafile.dataset_root`."""
     if data is None:
         from avlib.data.orchestra import generate
 

@@ -15,7 +15,7 @@ from avlib import env
 from avlib.checkpoint import unwrap
 from avlib.evaluate import ClipTensors, autocast, load_split
 from avlib.train.configs import PretrainConfig, TrainResult
-from avlib.train.loop import _f, _Loop, _preprocessing, _step_seed, _to, _write_history, dataset_root
+from avlib.train.loop import _f, _Loop, _preprocessing, _step_seed, _to, _write_history, resolve_dataset
 from avlib.train.optim import optimizer_and_schedule
 
 __all__ = ["pretrain", "pretrain_model", "pretrain_snapshots", "pretrain_losses"]
@@ -127,7 +127,7 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
     cfg = (cfg or PretrainConfig()).replace(**overrides)
     loop = _Loop(cfg, "pretrain")
     try:
-        root = dataset_root(cfg.data)
+        root = resolve_dataset(cfg.data)
         ds = _Concat(_pretrain_datasets(cfg, root))
         dcfg = ds.datasets[0].cfg
         model = pretrain_model(cfg, dcfg).to(loop.device)
