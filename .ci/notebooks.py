@@ -11,8 +11,8 @@
 ``execute`` runs with ``AVLIB_WIDGETS=0`` (explorers draw their static view) and stores progress bars as text in
 their final state (``textbars``), so committed outputs never hold a frozen widget. ``--keep-outputs-from REV``
 keeps the outputs stored at git revision REV for every cell whose source is unchanged; ``--only-new`` runs just
-the first code cell (setup) and the cells that have never run (no outputs, no execution count), which must then
-not depend on other cells.
+the first code cell (setup) and the cells that have never run (no outputs, no execution count; with ``--tag``
+only those with that tag), which must then not depend on other cells.
 
 Solutions are authored in ``solutions/``. In a code cell, the lines between ``### BEGIN SOLUTION`` and
 ``### END SOLUTION`` become ``# YOUR CODE HERE`` + ``raise NotImplementedError`` (at the indentation of the BEGIN
@@ -180,7 +180,7 @@ def _outputs_at(rev: str, path: Path) -> dict[str, tuple]:
 
 
 def execute(files: list[str], profile: str, timeout: int, keep_from: str | None = None,
-            only_new: bool = False) -> None:
+            only_new: bool = False, tag: str | None = None) -> None:
     """Execute solution notebooks in place with the given profile (outputs are what gets committed)."""
     from nbclient import NotebookClient
 
@@ -193,7 +193,8 @@ def execute(files: list[str], profile: str, timeout: int, keep_from: str | None 
         run = nb
         if only_new:
             code = [c for c in nb.cells if c.cell_type == "code"]
-            new = [c for c in code[1:] if not c.outputs and c.execution_count is None]
+            new = [c for c in code[1:] if not c.outputs and c.execution_count is None
+                   and (tag is None or tag in c.metadata.get("tags", []))]
             run = copy.deepcopy(nb)
             run.cells = [copy.deepcopy(c) for c in [code[0], *new]]
         NotebookClient(run, timeout=timeout, kernel_name="python3",
@@ -206,9 +207,10 @@ def execute(files: list[str], profile: str, timeout: int, keep_from: str | None 
             for cell in nb.cells:
                 if cell.cell_type == "code" and _plain(cell.source) in old:
                     cell.outputs = old[_plain(cell.source)][0]
-        if only_new or keep_from:
-            for i, cell in enumerate([c for c in nb.cells if c.cell_type == "code"], 1):
-                cell.execution_count = i  # one increasing sequence, so nbval compares every cell with outputs
+        if only_new or keep_from:  # one increasing sequence; cells that never ran keep None
+            ran = [c for c in nb.cells if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+            for i, cell in enumerate(ran, 1):
+                cell.execution_count = i
         bars = text_bars(nb)
         nbformat.write(nb, path)
         print(f"executed {path} [{profile}] in {time.perf_counter() - t0:.1f} s; {bars} progress bars as text",
@@ -293,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     ex.add_argument("--keep-outputs-from", metavar="REV", help="keep REV's outputs of unchanged cells")
     ex.add_argument("--only-new", action="store_true", help="run only the setup cell and never-run cells")
+    ex.add_argument("--tag", help="with --only-new: only never-run cells with this tag")
     hd = sub.add_parser("headers", help="write header cells from avlib/course.py")
     hd.add_argument("files", nargs="+")
     hd.add_argument("--check", action="store_true")
@@ -302,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     tb.add_argument("files", nargs="+")
     args = ap.parse_args(argv)
     if args.cmd == "execute":
-        execute(args.files, args.profile, args.timeout, args.keep_outputs_from, args.only_new)
+        execute(args.files, args.profile, args.timeout, args.keep_outputs_from, args.only_new, args.tag)
         return 0
     if args.cmd == "headers":
         return int(headers(args.files, check=args.check) > 0 and args.check)

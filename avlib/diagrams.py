@@ -153,12 +153,12 @@ def orchestra() -> Figure:
          ' "video_path": "frames",\n "labels": "trumpet"}', INK, size=_FONT - 1)
     ax.text(8.55, 4.8, "datafiles/<split>.json", ha="center", fontsize=_FONT, color=INK)
     for i, (name, c) in enumerate([("unlabeled", JOINT), ("train", JOINT), ("val", JOINT),
-                                   ("test\n(other domain)", LOSS)]):
+                                   ("test\n(held out)", LOSS)]):
         _box(ax, 11.2 + (i // 2) * 1.9, 3.4 - (i % 2) * 1.3, 1.7, 1.0, name, c, size=_FONT - 1)
-    ax.text(13.05, 1.6, "splits: unlabeled / train / val share one soundfont and icon set",
-            ha="center", fontsize=_FONT - 2, color=JOINT)
-    ax.text(0.3, 0.8, "13 instruments, one label per clip (chance 1/13); half of the clips add a silent distractor"
-            " instrument to the picture.", fontsize=_FONT, color=INK)
+    ax.text(13.05, 1.6, "unlabeled / train / val: the training domain; test: what training never saw",
+            ha="center", fontsize=_FONT - 2, color=INK)
+    ax.text(0.3, 0.8, "13 instruments, one label per clip (chance 1/13); some clips add a quieter second voice or a"
+            " silent distractor picture.", fontsize=_FONT, color=INK)
     return fig
 
 
