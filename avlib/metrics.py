@@ -91,30 +91,24 @@ def top_confusions(cm: Any, class_names: list[str] | None = None, k: int = 5) ->
     return [(names[int(i) // K], names[int(i) % K], int(flat[i])) for i in order if flat[i] > 0]
 
 
-def average_precision(scores: Any, targets: Any) -> torch.Tensor:
-    """Average precision of each column ``[K]`` (binary targets ``[N, K]``), as scikit-learn's
-    ``average_precision_score`` (step-wise, ties grouped); NaN for a class with no positive."""
-    s, y = as_tensor(scores), (as_tensor(targets) > 0.5).double()
+def _per_class(score_fn, scores: Any, targets: Any, need_negatives: bool) -> torch.Tensor:
+    """``score_fn(y_true, y_score)`` (scikit-learn) on each column ``[K]`` of binary targets ``[N, K]``; NaN for
+    a class with no positive (or, if ``need_negatives``, no negative)."""
+    s, y = as_tensor(scores).double(), as_tensor(targets) > 0.5
     if s.ndim == 1:
         s, y = s[:, None], y[:, None]
-    out = []
-    for k in range(s.shape[1]):  # K is small; the work per class is vectorised
-        sk, yk = s[:, k], y[:, k]
-        n_pos = yk.sum()
-        if n_pos == 0:
-            out.append(float("nan"))
-            continue
-        order = torch.argsort(sk, descending=True, stable=True)
-        sk, yk = sk[order], yk[order]
-        tp = torch.cumsum(yk, 0)
-        # keep the last index of each run of tied scores (thresholds)
-        last = torch.ones_like(sk, dtype=torch.bool)
-        last[:-1] = sk[1:] != sk[:-1]
-        tp, n = tp[last], torch.arange(1, len(sk) + 1, dtype=torch.float64)[last]
-        precision, recall = tp / n, tp / n_pos
-        d_recall = torch.diff(recall, prepend=recall.new_zeros(1))
-        out.append(float((d_recall * precision).sum()))
+    s, y = s.cpu().numpy(), y.cpu().numpy()
+    out = [float(score_fn(y[:, k], s[:, k])) if y[:, k].any() and (not need_negatives or not y[:, k].all())
+           else float("nan") for k in range(s.shape[1])]
     return torch.tensor(out, dtype=torch.float64)
+
+
+def average_precision(scores: Any, targets: Any) -> torch.Tensor:
+    """Average precision of each column ``[K]`` (binary targets ``[N, K]``): scikit-learn's
+    ``average_precision_score`` (step-wise, ties grouped); NaN for a class with no positive."""
+    from sklearn.metrics import average_precision_score
+
+    return _per_class(average_precision_score, scores, targets, need_negatives=False)
 
 
 def mean_average_precision(scores: Any, targets: Any) -> float:
@@ -124,25 +118,11 @@ def mean_average_precision(scores: Any, targets: Any) -> float:
 
 
 def roc_auc(scores: Any, targets: Any) -> torch.Tensor:
-    """ROC AUC of each column ``[K]`` via the rank statistic (Mann-Whitney U, average ranks for ties);
-    NaN where a class has no positive or no negative."""
-    s, y = as_tensor(scores), as_tensor(targets) > 0.5
-    if s.ndim == 1:
-        s, y = s[:, None], y[:, None]
-    out = []
-    for k in range(s.shape[1]):
-        sk, yk = s[:, k], y[:, k]
-        n_pos, n_neg = int(yk.sum()), int((~yk).sum())
-        if n_pos == 0 or n_neg == 0:
-            out.append(float("nan"))
-            continue
-        # average rank of each value (1-based): rank = (#less) + (#equal + 1) / 2
-        less = (sk[None, :] < sk[:, None]).sum(1).double()  # [N, N] comparison; N is an eval set
-        equal = (sk[None, :] == sk[:, None]).sum(1).double()
-        ranks = less + (equal + 1) / 2
-        u = ranks[yk].sum() - n_pos * (n_pos + 1) / 2
-        out.append(float(u / (n_pos * n_neg)))
-    return torch.tensor(out, dtype=torch.float64)
+    """ROC AUC of each column ``[K]``: scikit-learn's ``roc_auc_score`` (ties count half); NaN where a class has
+    no positive or no negative."""
+    from sklearn.metrics import roc_auc_score
+
+    return _per_class(roc_auc_score, scores, targets, need_negatives=True)
 
 
 def mean_auc(scores: Any, targets: Any) -> float:

@@ -16,7 +16,7 @@ checkpoints. No cls row anywhere (CAV-MAE has no cls token).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
 
 __all__ = ["get_1d_sincos_pos_embed", "get_2d_sincos_pos_embed", "adapt_pos_embed"]
 
@@ -53,7 +53,8 @@ def adapt_pos_embed(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tupl
     * ``"trim"`` - keep the first rows / columns (CAV-MAE's advice for shorter clips, e.g. 5-s audio: the
       first ``T/16`` time columns). The new grid must not be larger in either direction.
     * ``"pad"`` - trim where smaller and, where larger, continue the table by repeating its last row / column.
-    * ``"interpolate"`` - bicubic resampling of the grid (as timm / MAE do for other image sizes).
+    * ``"interpolate"`` - bicubic resampling of the grid (``timm.layers.resample_abs_pos_embed``, as MAE does
+      for other image sizes).
     * ``"sincos"`` - recompute the fixed sin-cos table for the new grid (exact for fixed, untrained tables).
     """
     squeeze = pos.ndim == 2
@@ -77,10 +78,9 @@ def adapt_pos_embed(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tupl
                 grid = torch.cat([grid, grid[-1:].expand(h1 - h0, -1, -1)], dim=0)  # [h1, w, D]
             if w1 > w0:
                 grid = torch.cat([grid, grid[:, -1:].expand(-1, w1 - w0, -1)], dim=1)  # [h1, w1, D]
-        elif mode == "interpolate":
-            img = grid.permute(2, 0, 1).unsqueeze(0).float()  # [1, D, h0, w0]
-            img = F.interpolate(img, size=(h1, w1), mode="bicubic", align_corners=False)  # [1, D, h1, w1]
-            grid = img[0].permute(1, 2, 0).to(table.dtype)  # [h1, w1, D]
+        elif mode == "interpolate":  # timm's resampling, without its default anti-aliasing (as MAE)
+            grid = resample_abs_pos_embed(table[None], [h1, w1], [h0, w0], num_prefix_tokens=0,
+                                          antialias=False)[0].reshape(h1, w1, D)  # [1, h1*w1, D] -> [h1, w1, D]
         else:
             raise ValueError(f"unknown mode {mode!r}; choose 'trim', 'pad', 'interpolate' or 'sincos'.")
         out = grid.reshape(h1 * w1, D)  # [N', D]
