@@ -15,14 +15,12 @@ C. **Maths.** The ``base`` pretraining step (batch 2, fwd + bwd + Adam) in refer
    against avlib's fused attention (SDPA) and fused Adam, same threads; bf16 autocast only where the CPU has
    bf16 units. The official implementation's 1.647 s/sample is a footnote: another machine, another day.
 
-``--table`` prints the older per-case table instead (models x cases, each case in its own process for its
-peak RSS). Its protocol (the one the reference was measured with, ``cavmae-reference.md`` section 8):
-``torch.manual_seed(0)``, inputs ``randn``; batch 2; 1 warm-up + N timed iterations; training = ``train()``,
-Adam (lr 1e-4, wd 5e-7, betas 0.95/0.999), mask ratios 0.75/0.75, loss weights 1.0/0.01, fine-tuning with
-BCE-with-logits against zeros (527 classes); ``perf_counter`` around forward + backward (the optimizer step is
-timed separately); inference ``eval()`` + ``no_grad``; 10-frame aggregation with one clip per call. The
-official implementation measured 1.647 s/sample (pretraining step, fp32), 2.172 (fine-tuning step) and 0.747
-(AV inference) at base size on a 2-core CPU of the course's kind.
+``--table`` prints the older per-case table (models x cases, one process per case for its peak RSS) with
+the protocol the reference was measured with (``cavmae-reference.md`` section 8): seed 0, ``randn`` inputs,
+batch 2, 1 warm-up + N timed iterations, Adam (lr 1e-4, wd 5e-7, betas 0.95/0.999), mask ratios 0.75,
+``perf_counter`` around forward + backward (optimizer step timed apart), inference under ``no_grad``. The
+official code measured 1.647 s/sample (pretraining step, fp32), 2.172 (fine-tuning) and 0.747 (AV inference)
+at base size on a 2-core CPU of the course's kind.
 
 No GPU numbers are printed unless ``--device cuda`` is given (table C and ``--table`` then run on the GPU).
 """
@@ -422,7 +420,9 @@ def _run_sections(a: argparse.Namespace) -> dict:
         out["shared"], out["shared_ok"] = rows, ok
     if "B" in a.sections:
         datafile = _bench_datafile(a.quick)
-        with _one_thread():
+        from avlib.data.dataset import single_thread
+
+        with single_thread():
             rows = data_rates(datafile, a.items, dataset_kw=QUICK_DATA if a.quick else None)
         print(f"\nB. Data: items/s of one process, 1 thread, first {rows[0]['items']} clips of "
               f"{env.display_path(datafile)} ({rows[0]['clips']} clips; cache built fresh for this run)")
@@ -459,15 +459,6 @@ def _run_sections(a: argparse.Namespace) -> dict:
 
 
 QUICK_DATA = {"target_length": 96, "image_size": 64}  # the ci dataset's sizes
-
-
-class _one_thread:
-    def __enter__(self):
-        self.n = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.n)
 
 
 def main(argv: list[str] | None = None) -> int:
