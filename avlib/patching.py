@@ -20,6 +20,7 @@ from einops import rearrange
 __all__ = [
     "audio_to_image", "image_to_audio", "audio_grid", "image_grid",
     "patchify", "unpatchify", "patchify_audio", "unpatchify_audio", "patchify_image", "unpatchify_image",
+    "unnormalize_patches", "reconstruction_views",
 ]
 
 
@@ -96,3 +97,24 @@ def unpatchify_image(x: torch.Tensor, img_size: int | tuple[int, int], p: int = 
                      channels: int = 3) -> torch.Tensor:
     """Inverse of :func:`patchify_image`: ``[B, L, p*p*3]`` -> ``[B, 3, H, W]``."""
     return unpatchify(x, image_grid(img_size, p), p, channels)
+
+
+def unnormalize_patches(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Undo ``norm_pix``: give every predicted patch ``[B, L, P]`` the mean and (unbiased) std of the true
+    patch, as MAE's visualisation demo does (the model itself never predicts them)."""
+    mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)  # [B, L, 1] each
+    return pred * (var + eps).sqrt() + mean
+
+
+def reconstruction_views(target: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, norm_pix: bool = True
+                         ) -> dict[str, torch.Tensor]:
+    """The pictures of a masked reconstruction, as patches ``[B, L, P]`` (float32, detached): ``masked`` the
+    true patches with the masked ones NaN, ``recon`` the prediction of every patch (norm-pix predictions get the
+    true patch's mean and std back), ``paste`` the prediction with the visible patches replaced by the truth.
+    ``target`` = patchify(input), ``mask [B, L]`` (1 = masked). Unpatchify each to see it."""
+    target, pred = target.detach().float(), pred.detach().float()
+    if norm_pix:
+        pred = unnormalize_patches(pred, target)
+    keep = (mask.detach().float() < 0.5).unsqueeze(-1)  # [B, L, 1], True = visible
+    return {"masked": torch.where(keep, target, torch.full_like(target, float("nan"))), "recon": pred,
+            "paste": torch.where(keep, target, pred)}

@@ -26,7 +26,13 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from avlib.patching import patchify_audio, patchify_image, unpatchify_audio, unpatchify_image
+from avlib.patching import (
+    patchify_audio,
+    patchify_image,
+    reconstruction_views,
+    unpatchify_audio,
+    unpatchify_image,
+)
 from avlib.vision import denormalize
 
 __all__ = ["history_columns", "plot_history", "plot_pretraining", "reconstruct", "plot_inpainting",
@@ -158,36 +164,22 @@ def plot_pretraining(history: Sequence[Mapping[str, Any]] | str | Path, clip_gra
 # ------------------------------------------------------------------------------------------------------------
 # inpainting
 # ------------------------------------------------------------------------------------------------------------
-def _unnorm_patches(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Undo ``norm_pix_loss``: give each predicted patch the mean / std of the true patch (as MAE's demo)."""
-    mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)
-    return pred * (var + eps).sqrt() + mean
-
-
 def reconstruct(audio: torch.Tensor, video: torch.Tensor, pred_a: torch.Tensor, pred_v: torch.Tensor,
                 mask_a: torch.Tensor, mask_v: torch.Tensor, norm_pix: bool = True,
                 patch: int = 16) -> dict[str, torch.Tensor]:
     """Images for one clip: ``audio [T, F]``, ``video [3, H, W]``, predictions ``[La, p*p]`` /
     ``[Lv, p*p*3]``, masks ``[La]`` / ``[Lv]`` (1 = masked). Returns ``{a,v}_{masked,recon,paste}``: the
     input with masked patches as NaN, the full reconstruction, and the reconstruction with the visible
-    patches pasted back."""
+    patches pasted back (:func:`avlib.patching.reconstruction_views`, as ``MAE.reconstruct``)."""
     T, F = audio.shape
     H = video.shape[-1]
     out = {}
     for m, x, pred, mask in (("a", audio, pred_a, mask_a), ("v", video, pred_v, mask_v)):
         x = x.detach().float().cpu()[None]
         patches = patchify_audio(x, patch) if m == "a" else patchify_image(x, patch)  # [1, L, P]
-        pred = pred.detach().float().cpu()[None]  # [1, L, P]
-        if norm_pix:
-            pred = _unnorm_patches(pred, patches)
-        keep = (mask.detach().cpu().float() < 0.5)[None, :, None]  # [1, L, 1]
-        masked = torch.where(keep, patches, torch.full_like(patches, float("nan")))
-        paste = torch.where(keep, patches, pred)
-
-        def back(p: torch.Tensor, m=m) -> torch.Tensor:
-            return unpatchify_audio(p, T, F, patch)[0] if m == "a" else unpatchify_image(p, H, patch)[0]
-
-        out[f"{m}_masked"], out[f"{m}_recon"], out[f"{m}_paste"] = back(masked), back(pred), back(paste)
+        views = reconstruction_views(patches, pred.cpu()[None], mask.cpu()[None], norm_pix)  # each [1, L, P]
+        for k, v in views.items():
+            out[f"{m}_{k}"] = unpatchify_audio(v, T, F, patch)[0] if m == "a" else unpatchify_image(v, H, patch)[0]
     return out
 
 

@@ -35,6 +35,8 @@ from avlib.patching import (
     image_grid,
     patchify_audio,
     patchify_image,
+    reconstruction_views,
+    unnormalize_patches,
     unpatchify_audio,
     unpatchify_image,
 )
@@ -141,13 +143,6 @@ def add_mask_tokens(x: torch.Tensor, mask_token: torch.Tensor, ids_restore: torc
     L = ids_restore.shape[1]
     tokens = torch.cat([x, mask_token.expand(B, L - n_vis, Dd)], dim=1)  # [B, L, Dd], shuffled order
     return torch.gather(tokens, 1, ids_restore.unsqueeze(-1).expand(-1, -1, Dd))  # [B, L, Dd], original
-
-
-def unnormalize_patches(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Undo ``norm_pix``: give every predicted patch ``[B, L, P]`` the mean and (unbiased) std of the true
-    patch, as MAE's visualisation demo does (the model itself never predicts them)."""
-    mean, var = target.mean(-1, keepdim=True), target.var(-1, keepdim=True)  # [B, L, 1] each
-    return pred * (var + eps).sqrt() + mean
 
 
 class MAE(nn.Module):
@@ -287,13 +282,6 @@ class MAE(nn.Module):
         """Pictures of a reconstruction in the input layout (``[B, T, F]`` or ``[B, C, H, W]``): ``masked``
         the input with its masked patches set to NaN; ``recon`` the prediction of every patch (norm-pix
         predictions get the true patch's mean and std back); ``paste`` the reconstruction with the visible
-        patches replaced by the input."""
-        target = self.patchify(x).float()  # [B, L, P]
-        pred = pred.detach().float()
-        if self.cfg.norm_pix_loss:
-            pred = unnormalize_patches(pred, target)
-        keep = (mask < 0.5).unsqueeze(-1)  # [B, L, 1], True = visible
-        masked = torch.where(keep, target, torch.full_like(target, float("nan")))
-        paste = torch.where(keep, target, pred)
-        return {"masked": self.unpatchify(masked), "recon": self.unpatchify(pred),
-                "paste": self.unpatchify(paste)}
+        patches replaced by the input (:func:`avlib.patching.reconstruction_views`)."""
+        views = reconstruction_views(self.patchify(x), pred, mask, self.cfg.norm_pix_loss)  # each [B, L, P]
+        return {k: self.unpatchify(v) for k, v in views.items()}
