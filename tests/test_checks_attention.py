@@ -22,47 +22,37 @@ def good_mha(x, attn):
     return attn.proj(out.transpose(1, 2).reshape(B, N, D))
 
 
-def skipped(*args):
-    raise NotImplementedError
-
-
-def _last(capsys):
-    return capsys.readouterr().out.strip().splitlines()[-1]
-
-
-def test_attention_verdicts(capsys):
+def test_attention_verdicts(run_check, last_line):
     assert checks.attention.attention(good_attention)
-    assert _last(capsys).startswith("✅ attention matches F.scaled_dot_product_attention")
+    assert last_line().startswith("✅ attention matches F.scaled_dot_product_attention")
     assert not checks.attention.attention(lambda q, k, v: good_attention(q, k, v, scale=1.0))
-    assert "sqrt(head_dim)" in _last(capsys)
+    assert "sqrt(head_dim)" in last_line()
     assert not checks.attention.attention(lambda q, k, v: good_attention(q, k, v, scale=1 / q.shape[-1]))
-    assert "not 1/d" in _last(capsys)
+    assert "not 1/d" in last_line()
     assert not checks.attention.attention(lambda q, k, v: good_attention(q, k, v, dim=-2))
-    assert "over the keys" in _last(capsys)
+    assert "over the keys" in last_line()
     assert not checks.attention.attention(lambda q, k, v: F.scaled_dot_product_attention(q, k, v))
-    assert "pair (out, weights)" in _last(capsys)
+    assert "pair (out, weights)" in last_line()
     w_only = lambda q, k, v: (good_attention(q, k, v)[1], good_attention(q, k, v)[1])
     assert not checks.attention.attention(w_only)
-    assert "weights @ v" in _last(capsys)
-    assert not checks.attention.attention(skipped)
-    assert _last(capsys).startswith("⏭")
+    assert "weights @ v" in last_line()
+    run_check.skips(checks.attention.attention)
 
 
-def test_multi_head_attention_verdicts(capsys):
+def test_multi_head_attention_verdicts(run_check, last_line):
     assert checks.attention.multi_head_attention(good_mha)
-    assert _last(capsys).startswith("✅ multi_head_attention matches timm's Attention")
+    assert last_line().startswith("✅ multi_head_attention matches timm's Attention")
     assert checks.attention.multi_head_attention(lambda x, attn: _mha(x, attn))
     mistakes = {"layout": "[B, N, 3, H, head_dim]", "scale": "not 1/sqrt(D)", "proj": "attn.proj",
                 "merge": "transpose(1, 2)", "heads": "num_heads", "bias": "biases"}
     for key, phrase in mistakes.items():
         kwargs = checks.attention._MHA_MISTAKES[key][0]
         assert not checks.attention.multi_head_attention(lambda x, attn, kw=kwargs: _mha(x, attn, **kw)), key
-        line = _last(capsys)
+        line = last_line()
         assert line.startswith("❌") and phrase in line, (key, line)
     assert not checks.attention.multi_head_attention(lambda x, attn: x)
-    assert _last(capsys).startswith("❌")
-    assert not checks.attention.multi_head_attention(skipped)
-    assert _last(capsys).startswith("⏭")
+    assert last_line().startswith("❌")
+    run_check.skips(checks.attention.multi_head_attention)
 
 
 def test_reference_mha_is_timm():

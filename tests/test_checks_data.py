@@ -41,22 +41,14 @@ def reader(path, *, base="root", split_labels=True, strip=True, keep_empty=False
     return sorted(out, key=lambda e: e.video_id) if sort else out
 
 
-def skipped(*args, **kwargs):
-    raise NotImplementedError
-
-
-def _last(capsys):
-    return capsys.readouterr().out.strip().splitlines()[-1]
-
-
-def test_read_datafile_accepts_correct_readers(capsys):
+def test_read_datafile_accepts_correct_readers(last_line):
     assert checks.data.read_datafile(read_datafile)
-    assert _last(capsys).startswith("✅ read_datafile matches avlib")
+    assert last_line().startswith("✅ read_datafile matches avlib")
     assert checks.data.read_datafile(reader)
     assert checks.data.read_datafile(lambda p: reader(p, as_dict=True))
 
 
-def test_read_datafile_hints(capsys):
+def test_read_datafile_hints(run_check, last_line):
     cases = {
         "base=parent": ({"base": "parent"}, "path.parent.parent"),
         "base=none": ({"base": "none"}, "resolved against the dataset root"),
@@ -69,12 +61,11 @@ def test_read_datafile_hints(capsys):
     }
     for label, (kwargs, phrase) in cases.items():
         assert not checks.data.read_datafile(lambda p, k=kwargs: reader(p, **k)), label
-        line = _last(capsys)
+        line = last_line()
         assert line.startswith("❌") and phrase in line, (label, line)
-    assert not checks.data.read_datafile(skipped)
-    assert _last(capsys).startswith("⏭")
+    run_check.skips(checks.data.read_datafile)
     assert not checks.data.read_datafile(lambda p: json.loads(Path(p).read_text()))
-    assert "must return a list" in _last(capsys)
+    assert "must return a list" in last_line()
 
 
 def count_ok(entries, mids):
@@ -82,9 +73,9 @@ def count_ok(entries, mids):
     return {m: c[m] for m in mids}
 
 
-def test_count_per_class_verdicts(capsys):
+def test_count_per_class_verdicts(run_check, last_line):
     assert checks.data.count_per_class(count_ok)
-    assert _last(capsys).startswith("✅ count_per_class")
+    assert last_line().startswith("✅ count_per_class")
     assert checks.data.count_per_class(lambda e, mids: [count_ok(e, mids)[m] for m in mids])
     assert checks.data.count_per_class(lambda e, mids: torch.tensor([count_ok(e, mids)[m] for m in mids]))
     wrong = {
@@ -95,7 +86,6 @@ def test_count_per_class_verdicts(capsys):
     }
     for label, (fn, phrase) in wrong.items():
         assert not checks.data.count_per_class(fn), label
-        line = _last(capsys)
+        line = last_line()
         assert line.startswith("❌") and phrase in line, (label, line)
-    assert not checks.data.count_per_class(skipped)
-    assert _last(capsys).startswith("⏭")
+    run_check.skips(checks.data.count_per_class)

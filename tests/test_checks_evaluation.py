@@ -5,8 +5,7 @@ import torch
 
 from avlib import checks, metrics
 from avlib.evaluate import ABLATION_MODES, evaluate
-
-NEEDS = {"multimodal": "av", "audioonly": "a", "videoonly": "v", "missingaudioonly": "a", "missingvideoonly": "v"}
+from avlib.models import MODE_INPUTS
 
 
 def _table(model, clips, modes=None, frame=None, scale=100.0, f1=metrics.macro_f1, grad=False, train=False):
@@ -18,8 +17,8 @@ def _table(model, clips, modes=None, frame=None, scale=100.0, f1=metrics.macro_f
     with torch.set_grad_enabled(grad):
         for mode in ABLATION_MODES:
             run_as = (modes or {}).get(mode, mode)
-            a = clips.audio if "a" in NEEDS[run_as] else None
-            v = video if "v" in NEEDS[run_as] else None
+            a = clips.audio if "audio" in MODE_INPUTS[run_as] else None
+            v = video if "video" in MODE_INPUTS[run_as] else None
             logits = model(a, v, mode=run_as)
             out[mode] = {"accuracy": scale * metrics.accuracy(logits, clips.targets),
                          "macro_f1": scale * f1(logits, clips.targets)}
@@ -62,8 +61,9 @@ def all_frames(model, clips):
     with torch.no_grad():
         out = {}
         for mode in ABLATION_MODES:
-            a = clips.audio if "a" in NEEDS[mode] else None
-            p = model.forward_multiframe(a, clips.video if "v" in NEEDS[mode] else None, mode, reduce="softmax")
+            a = clips.audio if "audio" in MODE_INPUTS[mode] else None
+            v = clips.video if "video" in MODE_INPUTS[mode] else None
+            p = model.forward_multiframe(a, v, mode, reduce="softmax")
             out[mode] = {"accuracy": 100 * metrics.accuracy(p, clips.targets),
                          "macro_f1": 100 * metrics.macro_f1(p, clips.targets)}
     return out
@@ -96,10 +96,6 @@ def as_list(model, clips):
     return list(_table(model, clips).values())
 
 
-def todo(model, clips):
-    raise NotImplementedError
-
-
 def crash(model, clips):
     return model(clips.audio, clips.video, mode="multimodal")  # 5-D frames: the model refuses
 
@@ -130,21 +126,17 @@ def test_the_example_separates_the_modes():
     (missing_row, "missing missingvideoonly"),
     (as_list, "should return a dict"),
 ])
-def test_wrong_versions_get_their_hint(fn, needle, capsys):
-    assert checks.evaluation.ablation_table(fn) is False
-    out = capsys.readouterr().out
-    assert out.startswith("❌") and needle in out, out
+def test_wrong_versions_get_their_hint(fn, needle, run_check):
+    run_check.fails(checks.evaluation.ablation_table, fn, hint=needle)
 
 
 @pytest.mark.parametrize("fn", [good, with_evaluate, with_inference_mode_and_tensors])
-def test_right_versions_pass(fn, capsys):
-    assert checks.evaluation.ablation_table(fn) is True
-    assert capsys.readouterr().out.startswith("✅")
+def test_right_versions_pass(fn, run_check):
+    run_check.passes(checks.evaluation.ablation_table, fn)
 
 
-def test_skipped_and_crashing(capsys):
-    assert checks.evaluation.ablation_table(todo) is False
-    assert capsys.readouterr().out.startswith("⏭")
+def test_skipped_and_crashing(capsys, run_check):
+    run_check.skips(checks.evaluation.ablation_table)
     assert checks.evaluation.ablation_table(crash) is False
     out = capsys.readouterr().out
     assert out.startswith("❌") and "raised" in out

@@ -28,40 +28,31 @@ def naive_patchify(x, p):
     return x.reshape(B, (H // p) * (W // p), p * p * C)  # wrong: mixes patches
 
 
-def skipped(*args):
-    raise NotImplementedError
-
-
-def _last(capsys):
-    return capsys.readouterr().out.strip().splitlines()[-1]
-
-
-def test_patchify_verdicts(capsys):
+def test_patchify_verdicts(run_check, last_line):
     assert checks.patching.patchify(good_patchify)
-    assert _last(capsys).startswith("✅ patchify matches avlib")
+    assert last_line().startswith("✅ patchify matches avlib")
     assert checks.patching.patchify(patching.patchify)
     assert not checks.patching.patchify(channel_first_patchify)
-    assert "(row i, column j, channel c)" in _last(capsys)
+    assert "(row i, column j, channel c)" in last_line()
     assert not checks.patching.patchify(column_major_patchify)
-    assert "row-major" in _last(capsys)
+    assert "row-major" in last_line()
     assert not checks.patching.patchify(naive_patchify)
-    assert "mix pixels of different patches" in _last(capsys)
+    assert "mix pixels of different patches" in last_line()
     assert not checks.patching.patchify(lambda x, p: good_patchify(x, p).transpose(1, 2))
-    assert "transpose the last two dims" in _last(capsys)
-    assert not checks.patching.patchify(skipped)
-    assert _last(capsys).startswith("⏭ patchify")
+    assert "transpose the last two dims" in last_line()
+    run_check.skips(checks.patching.patchify)
 
 
-def test_unpatchify_verdicts(capsys):
+def test_unpatchify_verdicts(last_line):
     assert checks.patching.unpatchify(patching.unpatchify)
-    assert _last(capsys).startswith("✅ unpatchify")
+    assert last_line().startswith("✅ unpatchify")
     assert not checks.patching.unpatchify(lambda x, grid, p, C: x.reshape(x.shape[0], C, grid[0] * p, -1))
-    assert "plain reshape" in _last(capsys)
+    assert "plain reshape" in last_line()
     assert not checks.patching.unpatchify(lambda x, grid, p, C: 1 / 0)
-    assert "raised ZeroDivisionError" in _last(capsys)
+    assert "raised ZeroDivisionError" in last_line()
 
 
-def test_conv_as_linear_verdicts(capsys):
+def test_conv_as_linear_verdicts(run_check, last_line):
     def good(conv):
         D = conv.weight.shape[0]
         return conv.weight.permute(0, 2, 3, 1).reshape(D, -1), conv.bias
@@ -70,15 +61,14 @@ def test_conv_as_linear_verdicts(capsys):
         return conv.weight.reshape(conv.weight.shape[0], -1), conv.bias
 
     assert checks.patching.conv_as_linear(good)
-    assert _last(capsys).startswith("✅ conv_as_linear")
+    assert last_line().startswith("✅ conv_as_linear")
     assert not checks.patching.conv_as_linear(channel_first)
-    assert "permute it to [D, p, p, C]" in _last(capsys)
+    assert "permute it to [D, p, p, C]" in last_line()
     assert not checks.patching.conv_as_linear(lambda conv: (good(conv)[0].T, conv.bias))
-    assert "[out, in]" in _last(capsys)
+    assert "[out, in]" in last_line()
     assert not checks.patching.conv_as_linear(lambda conv: (good(conv)[0], None))
-    assert "bias" in _last(capsys)
-    assert not checks.patching.conv_as_linear(skipped)
-    assert _last(capsys).startswith("⏭")
+    assert "bias" in last_line()
+    run_check.skips(checks.patching.conv_as_linear)
 
 
 def test_checks_do_not_mutate_avlib_results():

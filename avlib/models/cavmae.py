@@ -421,13 +421,14 @@ class CAVMAE(CAVMAEEncoder):
 
 class CAVMAEFT(CAVMAEEncoder):
     """CAV-MAE classifier: the encoder (no masking, no decoder) + ``mlp_head`` (LayerNorm + Linear) on
-    mean-pooled tokens. Modes (:data:`FT_MODES`) and the pooled feature each uses:
+    mean-pooled tokens: ``forward = forward_head(forward_features(audio, video, mode))``. Modes
+    (:data:`FT_MODES`; inputs each needs: :data:`MODE_INPUTS`) and the tokens ``forward_features`` gives:
 
-    * ``multimodal`` (audio + video): concat[audio, video] -> shared block (joint norms) -> ``norm`` -> mean;
-    * ``audioonly`` (audio): audio -> shared block (``_a`` norms) -> ``norm_a`` -> mean;
-    * ``videoonly`` (video): video -> shared block (``_v`` norms) -> ``norm_v`` -> mean;
-    * ``missingaudioonly`` (audio; an AV-fine-tuned model tested without video): the mean of the joint-norm
-      path (+ ``norm``) and the ``_a`` path, averaged;
+    * ``multimodal`` (audio + video): concat[audio, video] -> shared block (joint norms) -> ``norm``;
+    * ``audioonly`` (audio): audio -> shared block (``_a`` norms) -> ``norm_a``;
+    * ``videoonly`` (video): video -> shared block (``_v`` norms) -> ``norm_v``;
+    * ``missingaudioonly`` (audio; an AV-fine-tuned model tested without video): the joint-norm path
+      (+ ``norm``) and the ``_a`` path, averaged;
     * ``missingvideoonly`` (video): the same for video.
     """
 
