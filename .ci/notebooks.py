@@ -10,7 +10,8 @@
 
 ``execute`` runs with ``AVLIB_WIDGETS=0`` (explorers draw their static view) and stores progress bars as text in
 their final state (``textbars``), so committed outputs never hold a frozen widget. ``--keep-outputs-from REV``
-keeps the outputs stored at git revision REV for every cell whose source is unchanged; ``--only-new`` runs just
+keeps the outputs stored at git revision REV for every cell whose source is unchanged (except cells containing a
+``--refresh`` text, e.g. a cell whose output went stale because the library changed); ``--only-new`` runs just
 the first code cell (setup) and the cells that have never run (no outputs, no execution count; with ``--tag``
 only those with that tag), which must then not depend on other cells.
 
@@ -180,7 +181,7 @@ def _outputs_at(rev: str, path: Path) -> dict[str, tuple]:
 
 
 def execute(files: list[str], profile: str, timeout: int, keep_from: str | None = None,
-            only_new: bool = False, tag: str | None = None) -> None:
+            only_new: bool = False, tag: str | None = None, refresh: tuple[str, ...] = ()) -> None:
     """Execute solution notebooks in place with the given profile (outputs are what gets committed)."""
     from nbclient import NotebookClient
 
@@ -205,7 +206,8 @@ def execute(files: list[str], profile: str, timeout: int, keep_from: str | None 
         elif keep_from:
             old = _outputs_at(keep_from, path)
             for cell in nb.cells:
-                if cell.cell_type == "code" and _plain(cell.source) in old:
+                stale = any(r in cell.source for r in refresh)
+                if cell.cell_type == "code" and _plain(cell.source) in old and not stale:
                     cell.outputs = old[_plain(cell.source)][0]
         if only_new or keep_from:  # one increasing sequence; cells that never ran keep None
             ran = [c for c in nb.cells if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
@@ -296,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--keep-outputs-from", metavar="REV", help="keep REV's outputs of unchanged cells")
     ex.add_argument("--only-new", action="store_true", help="run only the setup cell and never-run cells")
     ex.add_argument("--tag", help="with --only-new: only never-run cells with this tag")
+    ex.add_argument("--refresh", action="append", default=[], metavar="TEXT",
+                    help="with --keep-outputs-from: cells containing TEXT take the new outputs anyway")
     hd = sub.add_parser("headers", help="write header cells from avlib/course.py")
     hd.add_argument("files", nargs="+")
     hd.add_argument("--check", action="store_true")
@@ -305,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     tb.add_argument("files", nargs="+")
     args = ap.parse_args(argv)
     if args.cmd == "execute":
-        execute(args.files, args.profile, args.timeout, args.keep_outputs_from, args.only_new, args.tag)
+        execute(args.files, args.profile, args.timeout, args.keep_outputs_from, args.only_new, args.tag,
+                tuple(args.refresh))
         return 0
     if args.cmd == "headers":
         return int(headers(args.files, check=args.check) > 0 and args.check)
