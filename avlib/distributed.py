@@ -121,15 +121,20 @@ def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 
 
 def info_nce_all_gather(a: torch.Tensor, v: torch.Tensor, temperature: float | torch.Tensor = 0.05,
-                        bidirectional: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                        bidirectional: bool = False, center: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """InfoNCE of this rank's pooled ``a [b, D]`` / ``v [b, D]`` against the all-gathered batch ``[W·b, D]``,
     and the matching top-1 accuracy (detached).
 
     Same conventions as :func:`avlib.losses.info_nce` / ``contrastive_accuracy`` (cosine logits /
     temperature; the default single direction normalises each video over the audios; ``bidirectional``
     averages both directions); on one process both equal them. Rank ``r``'s positives sit at rows
-    ``r·b .. r·b + b - 1`` of the gathered batch.
+    ``r·b .. r·b + b - 1`` of the gathered batch. ``center`` subtracts the (gathered) batch mean of each
+    modality's embeddings before the cosine: it removes the component all clips share, which otherwise makes
+    every cosine close to 1 and holds the loss at log(batch) (see :class:`avlib.train.PretrainConfig`).
     """
+    if center:
+        a = a - all_gather_with_grad(a).mean(0, keepdim=True)  # [b, D] minus the global batch mean
+        v = v - all_gather_with_grad(v).mean(0, keepdim=True)
     a, v = F.normalize(a, dim=-1), F.normalize(v, dim=-1)
     all_a, all_v = all_gather_with_grad(a), all_gather_with_grad(v)  # [W*b, D]
     target = torch.arange(len(a), device=a.device) + rank() * len(a)  # [b], own rows in the gathered batch

@@ -74,11 +74,11 @@ _PROFILES: dict[str, Profile] = {
         contrast_loss_weight=0.01,
     ),
     "course": Profile(
-        name="course", clip_seconds=4.0, sample_rate=16000, num_mel_bins=128, target_length=400,
+        name="course", clip_seconds=4.0, sample_rate=16000, num_mel_bins=64, target_length=256,
         frame_size=96, image_size=96,
-        clips_per_class={"unlabeled": 60, "train": 20, "val": 10, "test": 10},
-        mp4_clips=4, model="tiny", batch_size=32, pretrain_epochs=30, finetune_epochs=10, demo_steps=400,
-        contrast_loss_weight=0.01,
+        clips_per_class={"unlabeled": 100, "train": 30, "val": 10, "test": 15},
+        mp4_clips=4, model="tiny", batch_size=32, pretrain_epochs=10, finetune_epochs=24, demo_steps=400,
+        contrast_loss_weight=0.1,
     ),
     "paper": Profile(
         name="paper", clip_seconds=10.0, sample_rate=16000, num_mel_bins=128, target_length=1024,

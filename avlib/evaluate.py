@@ -280,10 +280,16 @@ def embeddings(model: torch.nn.Module, clips: ClipTensors, batch_size: int = 32,
     return torch.cat(out_a), torch.cat(out_v)
 
 
-def retrieval(model: torch.nn.Module, clips: ClipTensors, amp: bool = False) -> dict[str, Any]:
+def retrieval(model: torch.nn.Module, clips: ClipTensors, amp: bool = False,
+              center: bool = False) -> dict[str, Any]:
     """Audio->video and video->audio retrieval on ``clips`` (R@1/5/10 in %, median and mean rank) plus the
-    similarity matrix ``sim [N, N]`` (rows = audio) and the embeddings."""
+    similarity matrix ``sim [N, N]`` (rows = audio) and the embeddings.
+
+    ``center`` subtracts each modality's mean embedding over ``clips`` first (no labels used), as a model
+    pretrained with ``PretrainConfig(contrast_center=True)`` was trained."""
     a, v = embeddings(model, clips, amp=amp)
+    if center:
+        a, v = a - a.mean(0, keepdim=True), v - v.mean(0, keepdim=True)  # [N, D] each
     res: dict[str, Any] = M.retrieval_metrics(a, v)
     for d in ("a2v", "v2a"):
         res[d] = {k: (100 * x if k.startswith("R@") else x) for k, x in res[d].items()}

@@ -4,6 +4,7 @@ What must hold (and is checked): with every rank computing its loss on its own b
 all-gathered keys, and DDP averaging gradients, the gradients equal those of one process on the global batch.
 """
 
+import math
 import os
 import socket
 
@@ -260,3 +261,16 @@ def test_ddp_finetuning_equals_one_process_on_the_global_batch(ddp_finetune, ci_
     sd = single.model.state_dict()
     for k, v in ddp["state"].items():
         torch.testing.assert_close(v, sd[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_centred_info_nce_ignores_a_shared_component():
+    """center=True: adding the same vector to every clip's embedding changes nothing (the collapse direction of
+    mean-pooled tokens), while the plain loss moves towards log(B)."""
+    g = torch.Generator().manual_seed(0)
+    a, v = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    shared = 50 * torch.randn(16, generator=g)
+    l0, _ = D.info_nce_all_gather(a, v, 0.05, True, center=True)
+    l1, _ = D.info_nce_all_gather(a + shared, v + shared, 0.05, True, center=True)
+    assert torch.allclose(l0, l1, atol=1e-5)
+    plain, _ = D.info_nce_all_gather(a + shared, v + shared, 0.05, True)
+    assert abs(plain.item() - math.log(8)) < abs(l0.item() - math.log(8))

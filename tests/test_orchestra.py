@@ -13,6 +13,7 @@ import pytest
 
 from avlib import env
 from avlib.data import orchestra as O
+from avlib.data import synth
 
 SPLITS = O.SPLITS
 K = len(O.read_classes())
@@ -88,13 +89,43 @@ def test_mp4_written(tiny):
 def test_domains(tiny):
     metas = [json.loads(line) for line in (tiny / "clips.jsonl").read_text().splitlines()]
     assert len(metas) == 4 * K
+    chorales = [c["id"] for c in synth.load_melodies()["chorales"]]
     for m in metas:
         dom = O.DOMAINS[O.SPLIT_DOMAIN[m["split"]]]
-        assert m["soundfont"] in dom.soundfonts and m["style"] in dom.styles
-        assert m["distractor"] != m["label"] and m.get("second", "") not in (m["label"], m["distractor"])
+        assert m["soundfont"] in dom.soundfonts and m["style"] in dom.styles and m["melodies"] == dom.melodies
+        assert m["distractor"] != m["label"] and m.get("second") != m["label"]
+        assert not m["distractor"] or m.get("second") != m["distractor"]
+        assert bool(m["distractor"]) == m["scene"]["distractor"]
+        if "chorale" in m:  # melodic clips: the chorale belongs to the split's melody set
+            assert synth.in_melody_set(chorales.index(m["chorale"]), "", dom.melodies), m["video_id"]
+        else:
+            assert synth.in_melody_set(-1, m["pattern"], dom.melodies), m["video_id"]
     test_dom, train_dom = O.DOMAINS["test"], O.DOMAINS["train"]
-    assert not set(test_dom.soundfonts) & set(train_dom.soundfonts)
+    assert (test_dom.melodies, train_dom.melodies) == ("test", "train")
     assert not set(test_dom.styles) & set(train_dom.styles)
+    assert set(test_dom.soundfonts) <= set(train_dom.soundfonts)  # timbres are shared, music and pictures not
+
+
+def test_melody_sets_partition_the_chorales_and_patterns():
+    n = len(synth.load_melodies()["chorales"])
+    train = {i for i in range(n) if synth.in_melody_set(i, "", "train")}
+    test = {i for i in range(n) if synth.in_melody_set(i, "", "test")}
+    assert not train & test and len(train | test) == n and 0.15 < len(test) / n < 0.25
+    for table in (synth.KIT_PATTERNS, synth.CONGA_PATTERNS, synth.MARACAS_PATTERNS):
+        held = [k for k in table if synth.in_melody_set(-1, k, "test")]
+        assert held and len(held) < len(table)
+    with pytest.raises(ValueError, match="melodies"):
+        synth.in_melody_set(0, "", "nope")
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        v = synth.compose("drum_kit", rng, 2.0, melodies="test")
+        assert v.info["pattern"] in synth.TEST_PATTERNS["kit"]
+
+
+def test_distractor_share():
+    cfg = O.OrchestraConfig.from_profile(env.profile("ci"))
+    share = np.mean([bool(O.make_clip(cfg, "unlabeled", i).meta["distractor"]) for i in range(40)])
+    assert 0.05 < share < 0.5  # distractor_p = 0.25: most frames show one instrument
 
 
 def test_make_clip_is_a_function_of_its_index():

@@ -42,12 +42,12 @@ def test_features(tiny):
 @pytest.mark.slow  # importing scikit-learn alone takes seconds
 def test_baselines_and_table(tiny):
     res = R.baselines(tiny)
-    assert set(res) == {"audio", "video", "chance"}
+    assert set(res) == {"audio", "video", "fusion", "chance"}
     for row in res.values():
         assert set(row) == {"val", "test"} and all(0 <= x <= 100 for x in row.values())
     assert res["chance"]["val"] == pytest.approx(100 / K)
     table = R.baseline_table(res)
-    assert "log-mel" in table and "| chance |" in table
+    assert "log-mel" in table and "late fusion" in table and "| chance |" in table
 
 
 def test_contact_sheet(tiny, tmp_path):

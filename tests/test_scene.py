@@ -7,7 +7,7 @@ import pytest
 
 from avlib.data import scene as S
 from avlib.data import synth
-from avlib.data.orchestra import read_classes
+from avlib.data.orchestra import TRAIN_STYLES, read_classes
 
 MIDS = [m for m, _ in read_classes()]
 
@@ -18,28 +18,50 @@ def _motion(loud: float, pitch: float = 0.5, seconds: float = 1.0) -> S.Motion:
                     np.full(n, loud, np.float32), 0.02)
 
 
-def test_every_class_in_every_style_with_alpha():
+def test_every_class_drawn_by_several_styles_with_alpha():
     styles = S.styles()
-    assert len(styles) >= 3
+    assert len(styles) >= 10
     for style, info in styles.items():
         assert info["license"] and info["package"]
         icons = S.load_icons(style)
-        assert set(MIDS) <= set(icons), style
-        for mid in MIDS:
-            for icon in icons[mid]:
+        assert set(icons) <= set(MIDS) and len(icons) >= 5, style
+        for mid, variants in icons.items():
+            for icon in variants:
                 assert icon.shape == (128, 128, 4) and icon.dtype == np.uint8
                 a = icon[..., 3]
                 assert a[0, 0] == 0 and 0.1 < (a > 128).mean() < 0.95, (style, mid)  # transparent border
+    for mid in MIDS:  # every class has pictures in training styles and in the held-out test style
+        assert len(S.picture_pool(mid, TRAIN_STYLES)) >= 3, mid
+        assert S.picture_pool(mid, ("openmoji",)), mid
+    with pytest.raises(ValueError, match="no icon style"):
+        S.picture_pool("harp", ("mdi",))
 
 
 def test_styles_look_different():
     """The test style is not a recolouring of a training style: per-class icon shapes differ."""
-    masks = {st: np.stack([S.load_icons(st)[m][0][..., 3] > 128 for m in MIDS]) for st in S.styles()}
-    for a in masks:
-        for b in masks:
-            if a < b:
-                iou = (masks[a] & masks[b]).sum((1, 2)) / (masks[a] | masks[b]).sum((1, 2))
-                assert iou.mean() < 0.75, (a, b, iou.mean())
+    def mask(st: str, m: str) -> np.ndarray:
+        return S.load_icons(st)[m][0][..., 3] > 128
+
+    for st in TRAIN_STYLES:
+        common = [m for m in MIDS if m in S.styles()[st]["icons"]]
+        a = np.stack([mask("openmoji", m) for m in common])
+        b = np.stack([mask(st, m) for m in common])
+        iou = (a & b).sum((1, 2)) / (a | b).sum((1, 2))
+        assert iou.mean() < 0.75, (st, iou.mean())
+
+
+def test_scene_without_distractor_plain_and_grey():
+    rng = np.random.default_rng(3)
+    icon = S.load_icons("noto")["violin"][0]
+    scn = S.sample_scene(rng, icon, None, False, S.fake_motion(rng, 1.0), 1.0, grey_p=1.0)
+    assert scn.distractor is None and scn.grey and not scn.info["distractor"]
+    img = S.draw(scn, 0.5, 64)
+    assert img.shape == (64, 64, 3)
+    assert np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2])  # grey
+    scn.background["kind"] = "plain"
+    scn.cache.clear()
+    bg = S._background(scn.background, 16, 0)
+    assert np.ptp(bg.reshape(-1, 3), axis=0).max() == 0  # one colour
 
 
 def test_motion_from_audio_follows_the_notes():

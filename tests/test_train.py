@@ -285,14 +285,23 @@ def test_main_job_on_ci(tmp_path, ci_data, monkeypatch):
 
     monkeypatch.setenv("AVLIB_DATA", str(Path(ci_data).parent))  # the dataset the fixture made
     res = X.run_all("ci", out_dir=tmp_path, fractions=(0.25,), progress=False)
-    assert [(r["init"], r["fine-tune"]) for r in res["main"]] == [
-        (i, m) for i in ("pretrained", "scratch") for m in ("AV", "A", "V")]
+    assert [(r["init"], r["fine-tune"]) for r in res["main"]] == [(i, X._SHORT[m]) for i, m in X.MAIN_RUNS]
     assert [r["test input"] for r in res["ablation"]] == ["multimodal", "audioonly", "videoonly",
                                                           "missingaudioonly", "missingvideoonly"]
     assert {r["direction"] for r in res["retrieval"]} == {"a2v", "v2a"}
-    assert len(res["goals"]) == 3 and res["wall_s"] > 0
+    assert res["wall_s"] > 0 and {"data", "baselines", "pretrain", "evaluation"} <= set(res["phases_s"])
+    for split in ("test", "val"):  # the keys of results/course-cpu.json
+        assert {"AV", "A", "V", "AV_scratch", "AV_probe", "baseline_best", "baselines", "chance"} <= set(
+            res[split])
+        assert set(res[split]["baselines"]) == {"audio LR", "video LR", "late fusion LR"}
+    assert set(res["label_efficiency_25"]) == {"pretrained", "scratch"}
+    assert set(res["retrieval_r5"]) == {"a2v", "v2a", "chance"}
+    assert res["machine"]["cores"] >= 1 and res["versions"]["torch"]
+    assert len(res["goals"]) == 7 and all(isinstance(g["met"], bool) for g in res["goals"].values())
+    assert any("best simple baseline" in v for v in res["verdicts"])
     md = (tmp_path / "results.md").read_text()
-    assert "| init | fine-tune |" in md and "Wall time" in md
+    assert "| model | steps | val | test |" in md and "baseline: audio LR" in md and "| chance |" in md
+    assert "Wall time" in md and "What the numbers say" in md
     assert json.loads((tmp_path / "results.json").read_text())["profile"] == "ci"
     for name in ("pretrain_curves", "inpainting", "similarity", "embeddings", "confusion", "retrieval_strip",
                  "ablation", "label_efficiency"):
@@ -301,17 +310,39 @@ def test_main_job_on_ci(tmp_path, ci_data, monkeypatch):
     from avlib.evaluate import load_split
 
     test = load_split(Path(ci_data) / "datafiles" / "test.json", frames="all", progress=False, cache=True)
-    rows, runs = [], {}
-    for init in ("pretrained", "scratch"):
-        for mode in X.FT_MODES_MAIN:
-            runs[(init, mode)] = T.finetune(X.main_finetune_config(init, mode, tmp_path, progress=False))
-            assert runs[(init, mode)].run_dir == tmp_path / f"finetune_{init}_{X._SHORT[mode]}"
-            rows.append(X.main_finetune_row(init, mode, runs[(init, mode)], test))
+    val = load_split(Path(ci_data) / "datafiles" / "val.json", frames="all", progress=False, cache=True)
+    runs, rows = X.main_finetunes(tmp_path, T.FinetuneConfig(progress=False), test, val)
+    for (init, mode), run in runs.items():
+        assert run.run_dir == tmp_path / f"finetune_{init}_{X._SHORT[mode]}"
     assert rows == res["main"]
     le = X.main_label_efficiency(rows, runs, test, fractions=(0.25,), out=tmp_path,
                                  finetune_cfg=T.FinetuneConfig(progress=False))
     assert le == res["label_efficiency"]
     assert sorted(p.name for p in (tmp_path / "label_efficiency").iterdir()) == ["pretrained_0.25", "scratch_0.25"]
+    with pytest.raises(ValueError, match="AVLIB_PROFILE"):
+        X.run_all("course", out_dir=tmp_path)
+
+
+def test_goals_and_verdicts_follow_the_numbers():
+    base = {"audio": {"val": 70.0, "test": 76.0}, "video": {"val": 20.0, "test": 15.0},
+            "fusion": {"val": 72.0, "test": 78.0}, "chance": {"val": 7.7, "test": 7.7}}
+    rows = [{"init": i, "fine-tune": f, "steps": 10, "accuracy": a, "accuracy_10frames": a, "val_accuracy": a + 5,
+             "val_accuracy_10frames": a + 5, "macro_f1": a} for i, f, a in
+            [("pretrained", "AV", 90.0), ("pretrained", "A", 80.0), ("pretrained", "V", 45.0),
+             ("scratch", "AV", 85.0), ("probe", "AV", 60.0)]]
+    le = [{"init": "pretrained", "fraction": 0.1, "accuracy": 70.0}, {"init": "scratch", "fraction": 0.1,
+                                                                      "accuracy": 50.0}]
+    ret = {"a2v": {"R@5": 20.0}, "v2a": {"R@5": 10.0}, "n": 195}
+    res = {"profile": "course", **X.summary(rows, le, base, ret)}
+    assert res["test"]["baseline_best"] == 78.0 and res["test"]["baseline_best_name"] == "late fusion LR"
+    g = X.goals(res)
+    assert all(x["met"] for k, x in g.items() if "retrieval" not in k)
+    assert not g["retrieval R@5 >= 5x chance (a2v, v2a)"]["met"]  # v2a 10 % < 5 x 2.6 %
+    text = " ".join(X.verdicts(res))
+    assert "12.0 points above the best simple baseline" in text and "only 3.8x chance" in text
+    res["test"]["AV"] = 70.0
+    assert "below the best simple baseline" in " ".join(X.verdicts(res))
+    assert not X.goals(res)["AV test accuracy >= 85 %"]["met"]
 
 
 def test_reloading_a_finished_run_does_not_rewrite_its_model(ci_data, tmp_path):

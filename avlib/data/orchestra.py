@@ -89,6 +89,7 @@ class OrchestraConfig:
     sample_rate: int
     frame_size: int
     clips_per_class: dict[str, int]
+    num_mel_bins: int  # of the fbank statistics (audio_stats.json)
     mp4_clips: int
     seed: int = 0
     second_voice_p: float = 0.5  # probability of a quieter second instrument
@@ -109,6 +110,7 @@ class OrchestraConfig:
                              "in avlib/env.py.")
         return cls(profile=prof.name, clip_seconds=float(prof.clip_seconds),
                    sample_rate=int(prof.sample_rate), frame_size=int(prof.frame_size),
+                   num_mel_bins=int(prof.num_mel_bins),
                    clips_per_class={s: int(prof.clips_per_class[s]) for s in SPLITS},
                    mp4_clips=int(prof.mp4_clips), seed=int(seed))
 
@@ -360,14 +362,14 @@ def _write_mp4s(root: Path, cfg: OrchestraConfig, ids: list[str]) -> int:
     return n
 
 
-def _audio_stats(root: Path, ids: list[str], progress: bool = True) -> dict:
-    """fbank mean/std over clips ``ids`` with avlib.audio."""
+def _audio_stats(root: Path, ids: list[str], num_mel_bins: int, sample_rate: int, progress: bool = True) -> dict:
+    """fbank mean/std over clips ``ids`` with avlib.audio, with the profile's mel bins."""
     from avlib import audio as A
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small FFTs: one thread is fastest, and others do not spin on a busy machine
     try:
-        fbanks = (A.fbank(A.load_wav(root / "audio" / f"{vid}.wav")) for vid in ids)
+        fbanks = (A.fbank(A.load_wav(root / "audio" / f"{vid}.wav"), sample_rate, num_mel_bins) for vid in ids)
         return A.dataset_stats(fbanks, progress=progress, total=len(ids)).to_dict()
     finally:
         torch.set_num_threads(threads)
@@ -420,7 +422,7 @@ def generate(profile: str | env.Profile | None = None, root: str | Path | None =
     _write_tables(root, classes, metas)
     stats_ids = [m["video_id"] for m in metas if m["split"] in ("unlabeled", "train")]
     stats_ids = stats_ids or [m["video_id"] for m in metas]  # a profile without training clips
-    stats = _audio_stats(root, stats_ids, progress)
+    stats = _audio_stats(root, stats_ids, cfg.num_mel_bins, cfg.sample_rate, progress)
     if stats is not None:
         _atomic_write(root / "audio_stats.json", (json.dumps(stats, indent=2) + "\n").encode())
     n_mp4 = _write_mp4s(root, cfg, mp4_ids)

@@ -6,16 +6,17 @@ always be rebuilt exactly. Named sizes (``create_model(name, **overrides)`` in :
 ======  =====  =====  =============  ===================  ======================  ===========================
 name    D      heads  layers (N+M)   decoder (D x L x h)  input (T x F, frame)    use
 ======  =====  =====  =============  ===================  ======================  ===========================
-tiny    192    3      5 + 1          128 x 2 x 4          400 x 128, 96 px        the course on 2 CPU cores
+tiny    192    3      5 + 1          128 x 2 x 4          256 x 64, 96 px         the course on 2 CPU cores
 small   384    6      11 + 1         256 x 4 x 8          1024 x 128, 224 px      a single small GPU
 base    768    12     11 + 1         512 x 8 x 16         1024 x 128, 224 px      = CAV-MAE (Gong et al. 2023)
 ======  =====  =====  =============  ===================  ======================  ===========================
 
 ``tiny`` keeps CAV-MAE's structure (modality-specific stacks, one shared block with three LayerNorm sets,
 joint decoder) at ViT-Tiny width with 5 instead of 11 modality-specific layers: the course's data (a few
-hundred synthetic clips) does not need more depth, and on the course's inputs (200 audio + 36 video tokens) it
+hundred synthetic clips) does not need more depth, and on the course's former inputs (200 audio + 36 video tokens) it
 makes a pretraining step about 1.5x and a fine-tuning step about 2.5x cheaper than 11 + 1 layers (measured on
-one CPU thread: 62 vs 92 and 98 vs 248 ms/sample at batch 32, fp32).
+one CPU thread: 62 vs 92 and 98 vs 248 ms/sample at batch 32, fp32). The course profile now feeds it 64 mel
+bins x 2.56 s (64 audio tokens + 36 video tokens), which makes every step about 2.5x cheaper again.
 ``base`` is the reference exactly: 191,036,160 parameters with ``unused_norms=True`` (the reference's layout;
 by default avlib leaves out the 167,936 never-used LayerNorm values, see :mod:`avlib.blocks`).
 """

@@ -66,6 +66,9 @@ class PretrainConfig(_Common):
     mae_loss_weight: float = 1.0
     contrast_loss_weight: float = _prof("contrast_loss_weight")
     bidirectional_contrast: bool = False
+    contrast_center: bool = False  # subtract the batch mean of the pooled embeddings before InfoNCE (not in the
+    # reference: on the course's few hundred steps the reference's InfoNCE sits at log(B) = chance, because every
+    # clip's mean-pooled embedding shares one large component; centred, in-batch accuracy rises from 1/B)
     validate: bool = True  # losses on the val split (fixed masks) after every epoch
     snapshots: tuple[float, ...] = (0.5,)  # also save the model at these fractions of the run (model_step<N>/)
 

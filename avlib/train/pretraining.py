@@ -49,7 +49,7 @@ def _mask_noise(model: nn.Module, step: int, seed: int, global_batch: int, rank:
     return noise_a[rows], noise_v[rows]
 
 
-def _pretrain_loss(model: nn.Module, out) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _pretrain_loss(model: nn.Module, out, center: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(loss, loss_c, c_acc)``: the model's MAE terms plus the contrastive term, computed once here from the
     model's float32 pooled embeddings (the forward ran with ``contrastive=False``), outside autocast (in bf16
     the cosine logits / 0.05 are quantised to steps of 0.125, which hides the small differences between clips
@@ -57,7 +57,8 @@ def _pretrain_loss(model: nn.Module, out) -> tuple[torch.Tensor, torch.Tensor, t
     single-process value on the global batch)."""
     m = unwrap(model)
     with torch.autocast(out.pooled_a.device.type, enabled=False):
-        l_c, acc = dist.info_nce_all_gather(out.pooled_a, out.pooled_v, m.temperature, m.cfg.bidirectional_contrast)
+        l_c, acc = dist.info_nce_all_gather(out.pooled_a, out.pooled_v, m.temperature, m.cfg.bidirectional_contrast,
+                                            center=center)
     return out.loss_mae + m.cfg.contrast_loss_weight * l_c, l_c, acc
 
 
@@ -76,9 +77,10 @@ def pretrain_losses(model: nn.Module, clips: ClipTensors, cfg: PretrainConfig, b
         na, nv = _mask_noise(m, -1 - i, cfg.seed, len(a), 0, len(a))
         with autocast(dev, amp):
             out = m(a.to(dev), v.to(dev), cfg.mask_ratio_a, cfg.mask_ratio_v, cfg.mask_mode,
-                    noise_a=na.to(dev), noise_v=nv.to(dev))
-        vals = {"loss": out.loss, "loss_mae_a": out.loss_mae_a, "loss_mae_v": out.loss_mae_v,
-                "loss_c": out.loss_c_unweighted, "c_acc": out.c_acc}
+                    noise_a=na.to(dev), noise_v=nv.to(dev), contrastive=False)
+            loss, loss_c, c_acc = _pretrain_loss(m, out, cfg.contrast_center)
+        vals = {"loss": loss, "loss_mae_a": out.loss_mae_a, "loss_mae_v": out.loss_mae_v,
+                "loss_c": loss_c, "c_acc": c_acc}
         for k, x in vals.items():
             sums[k] = sums.get(k, 0.0) + float(x) * len(a)
         n += len(a)
@@ -156,7 +158,7 @@ def pretrain(cfg: PretrainConfig | None = None, on_step: Callable[[dict], None] 
             with autocast(loop.device, loop.amp):
                 out = ddp(audio, video, cfg.mask_ratio_a, cfg.mask_ratio_v, cfg.mask_mode,
                           noise_a=noise_a.to(loop.device), noise_v=noise_v.to(loop.device), contrastive=False)
-                loss, loss_c, c_acc = _pretrain_loss(model, out)
+                loss, loss_c, c_acc = _pretrain_loss(model, out, cfg.contrast_center)
             lr = opt.param_groups[0]["lr"] / opt.param_groups[0]["lr_scale"]
             gnorm = loop.backward_step(ddp, loss, opt, sched)
             row = loop.log({"step": loop.step, "epoch": epoch, "lr": lr, "loss": _f(loss),
