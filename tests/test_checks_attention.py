@@ -22,7 +22,7 @@ def good_mha(x, attn):
     return attn.proj(out.transpose(1, 2).reshape(B, N, D))
 
 
-def test_attention_verdicts(run_check, last_line):
+def test_attention_verdicts(last_line, run_check):
     assert checks.attention.attention(good_attention)
     assert last_line().startswith("✅ attention matches F.scaled_dot_product_attention")
     assert not checks.attention.attention(lambda q, k, v: good_attention(q, k, v, scale=1.0))
@@ -39,7 +39,7 @@ def test_attention_verdicts(run_check, last_line):
     run_check.skips(checks.attention.attention)
 
 
-def test_multi_head_attention_verdicts(run_check, last_line):
+def test_multi_head_attention_verdicts(last_line, run_check):
     assert checks.attention.multi_head_attention(good_mha)
     assert last_line().startswith("✅ multi_head_attention matches timm's Attention")
     assert checks.attention.multi_head_attention(lambda x, attn: _mha(x, attn))

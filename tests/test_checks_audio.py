@@ -42,7 +42,7 @@ def test_mel_filterbank_accepts_kaldi(last_line):
     assert checks.audio.mel_filterbank(checks.audio.kaldi_mel_banks)
 
 
-def test_mel_filterbank_hints(run_check, last_line):
+def test_mel_filterbank_hints(last_line, run_check):
     cases = {
         "in_hz": "straight lines in *mel*",
         "slaney": "1127 ln(1 + f / 700)",
@@ -68,7 +68,7 @@ def good_pad_or_crop(fb, target_length):
     return torch.cat([fb, fb.new_zeros(target_length - t, fb.shape[1])])
 
 
-def test_pad_or_crop_verdicts(run_check, last_line):
+def test_pad_or_crop_verdicts(last_line, run_check):
     assert checks.audio.pad_or_crop(good_pad_or_crop)
     assert last_line().startswith("✅ pad_or_crop")
     assert checks.audio.pad_or_crop(audio.pad_or_crop)

@@ -48,7 +48,7 @@ def test_read_datafile_accepts_correct_readers(last_line):
     assert checks.data.read_datafile(lambda p: reader(p, as_dict=True))
 
 
-def test_read_datafile_hints(run_check, last_line):
+def test_read_datafile_hints(last_line, run_check):
     cases = {
         "base=parent": ({"base": "parent"}, "path.parent.parent"),
         "base=none": ({"base": "none"}, "resolved against the dataset root"),
@@ -73,7 +73,7 @@ def count_ok(entries, mids):
     return {m: c[m] for m in mids}
 
 
-def test_count_per_class_verdicts(run_check, last_line):
+def test_count_per_class_verdicts(last_line, run_check):
     assert checks.data.count_per_class(count_ok)
     assert last_line().startswith("✅ count_per_class")
     assert checks.data.count_per_class(lambda e, mids: [count_ok(e, mids)[m] for m in mids])

@@ -47,7 +47,7 @@ def test_random_masking_accepts_mae_and_avlib(last_line):
     assert checks.masking.random_masking(masking.random_masking)
 
 
-def test_random_masking_hints(run_check, last_line):
+def test_random_masking_hints(last_line, run_check):
     cases = {
         "inverted": "inverted",
         "keep_masked_count": "int(L·ratio)",
@@ -67,7 +67,7 @@ def test_random_masking_hints(run_check, last_line):
     assert "must return (x_kept, mask, ids_restore)" in last_line()
 
 
-def test_time_masking_verdicts(run_check, last_line):
+def test_time_masking_verdicts(last_line, run_check):
     assert checks.masking.time_masking(good_time_masking)
     assert "identical to avlib" in last_line()
     assert checks.masking.time_masking(masking.time_masking)

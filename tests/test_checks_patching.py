@@ -28,7 +28,7 @@ def naive_patchify(x, p):
     return x.reshape(B, (H // p) * (W // p), p * p * C)  # wrong: mixes patches
 
 
-def test_patchify_verdicts(run_check, last_line):
+def test_patchify_verdicts(last_line, run_check):
     assert checks.patching.patchify(good_patchify)
     assert last_line().startswith("✅ patchify matches avlib")
     assert checks.patching.patchify(patching.patchify)
@@ -52,7 +52,7 @@ def test_unpatchify_verdicts(last_line):
     assert "raised ZeroDivisionError" in last_line()
 
 
-def test_conv_as_linear_verdicts(run_check, last_line):
+def test_conv_as_linear_verdicts(last_line, run_check):
     def good(conv):
         D = conv.weight.shape[0]
         return conv.weight.permute(0, 2, 3, 1).reshape(D, -1), conv.bias

@@ -31,7 +31,7 @@ def test_frame_sampler_accepts_reference_and_other_draws(last_line):
     assert "not AVDataset's" in last_line()
 
 
-def test_frame_sampler_hints(run_check, last_line):
+def test_frame_sampler_hints(last_line, run_check):
     cases = {
         "middle=4": ({"middle": 4}, "not 4"),
         "as_int": ({"as_int": True}, "not a bare number"),
