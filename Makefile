@@ -39,8 +39,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 
 run: setup  ## the main job: generate the dataset, pretrain, fine-tune, evaluate (profile: $$AVLIB_PROFILE, default course)
 	@echo "==> run: profile $${AVLIB_PROFILE:-course}"
-	$(PY) -m avlib data
-	$(PY) -m avlib run
+	$(PY) -m avlib run  # generates (or reuses) the dataset itself, so results.json times generation too
 
 test: setup  ## all tests: unit tests + nbval over solutions/ and notebooks/ (ci profile)
 	@echo "==> test: exercise twins in sync, ci dataset, then pytest (unit tests + nbval) with $(WORKERS) workers"
