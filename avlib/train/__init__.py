@@ -54,13 +54,12 @@ __all__ = ["PretrainConfig", "FinetuneConfig", "TrainResult", "WarmupCosine", "p
 
 dataset_root = resolve_dataset  # its former name (avlib.data.datafile.dataset_root is a datafile's root)
 
-# the main job moved to avlib.experiments (above train); these names resolve there on first use, so
-# `from avlib.train import main_finetune_config` keeps working without train importing upwards at load time
-_EXPERIMENTS = {"main_run_dir", "main_pretrain_config", "main_finetune_config", "main_finetune_row",
-                "main_label_efficiency", "run_all", "results_markdown", "FT_MODES_MAIN", "LE_FRACTIONS"}
-
-
+# the main job moved to avlib.experiments (above train); its public names (but its CLI `main`) resolve there on
+# first use, so `from avlib.train import main_finetune_config` keeps working without train importing upwards at
+# load time. New code: `from avlib.experiments import ...`.
 def __getattr__(name: str) -> Any:
-    if name in _EXPERIMENTS:
-        return getattr(importlib.import_module("avlib.experiments"), name)
+    if not name.startswith("_") and name != "main":
+        experiments = importlib.import_module("avlib.experiments")
+        if name in experiments.__all__:
+            return getattr(experiments, name)
     raise AttributeError(f"module 'avlib.train' has no attribute {name!r}")
