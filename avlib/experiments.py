@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -258,6 +259,7 @@ def summary(main_rows: Sequence[dict], le_rows: Sequence[dict], base: dict, ret:
     if ret:
         out["retrieval_r5"] = {"a2v": round(ret["a2v"]["R@5"], 1), "v2a": round(ret["v2a"]["R@5"], 1),
                                "chance": round(100 * min(5, ret["n"]) / ret["n"], 1)}
+        out["test_clips"] = int(ret["n"])
     return out
 
 
@@ -289,29 +291,39 @@ def goals(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def verdicts(results: dict[str, Any]) -> list[str]:
     """Sentences about a main-job run, written from its numbers (the README and notebooks print them)."""
     t, v = results["test"], results["val"]
+    n = results.get("test_clips")
     out = []
+
+    def noise(acc: float) -> float:  # about two standard errors of an accuracy on n clips, in points
+        return 200 * math.sqrt(max(acc, 1.0) / 100 * (1 - min(acc, 99.0) / 100) / n) if n else 0.0
+
+    def compare(d: float, acc: float) -> str:
+        band = noise(acc)
+        return f"{d:+.1f} points" + (f", within the ±{band:.1f}-point noise of {n} test clips" if abs(d) < band
+                                     else f", beyond the ±{band:.1f}-point noise of {n} test clips" if n else "")
+
     if "baseline_best" in t:
         d = t["AV"] - t["baseline_best"]
         out.append(f"On test the AV model scores {t['AV']:.1f} %, {abs(d):.1f} points "
                    f"{'above' if d >= 0 else 'below'} the best simple baseline ({t['baseline_best_name']}, "
                    f"{t['baseline_best']:.1f} %); chance is {t['chance']:.1f} %.")
     both = t["AV"] - max(t["A"], t["V"])
-    out.append(f"Audio alone gives {t['A']:.1f} % and video alone {t['V']:.1f} %: "
-               + ("both modalities pay, the AV model is " if both >= 5 else "the AV model is only ")
-               + f"{both:+.1f} points from the better single modality.")
+    out.append(f"Audio alone gives {t['A']:.1f} % and video alone {t['V']:.1f} %; against the better single "
+               f"modality the AV model is at {compare(both, t['AV'])}, so "
+               + ("both modalities pay." if both >= 5 else "the second modality adds nothing measurable."))
     if "AV_scratch" in t:
         d = t["AV"] - t["AV_scratch"]
-        out.append(f"Pretraining {'helps' if d > 0 else 'does not help'} with all labels: "
-                   f"{t['AV']:.1f} % vs {t['AV_scratch']:.1f} % from scratch ({d:+.1f}).")
+        out.append(f"With all labels, pretrained {t['AV']:.1f} % vs {t['AV_scratch']:.1f} % from scratch "
+                   f"({compare(d, t['AV'])}).")
     le = results.get("label_efficiency_10", {})
     if {"pretrained", "scratch"} <= set(le):
         d = le["pretrained"] - le["scratch"]
         out.append(f"With 10 % of the labels, pretrained {le['pretrained']:.1f} % vs scratch "
-                   f"{le['scratch']:.1f} % ({d:+.1f}).")
+                   f"{le['scratch']:.1f} % ({compare(d, le['pretrained'])}).")
     if "AV_probe" in t:
         d = t["AV"] - t["AV_probe"]
         out.append(f"Full fine-tuning {'beats' if d >= 0 else 'loses to'} a linear probe on the frozen "
-                   f"pretrained encoder: {t['AV']:.1f} % vs {t['AV_probe']:.1f} %.")
+                   f"pretrained encoder: {t['AV']:.1f} % vs {t['AV_probe']:.1f} % ({compare(d, t['AV'])}).")
     r = results.get("retrieval_r5")
     if r:
         k = min(r["a2v"], r["v2a"]) / max(r["chance"], 1e-9)
