@@ -35,3 +35,27 @@ def test_readme_quotes_the_run_of_record(tmp_path):
     text = readme.read_text()
     rec = json.loads(X.RECORD.read_text())
     assert f"| {rec['test']['AV']:.1f} |" in text
+
+
+def _outputs_text(path) -> str:
+    """Every text output (stream and text/plain, text/markdown) of a notebook's code cells, joined."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    parts = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []) if cell["cell_type"] == "code" else []:
+            parts.append("".join(out.get("text", "")))
+            for mime in ("text/plain", "text/markdown"):
+                parts.append("".join(out.get("data", {}).get(mime, "")))
+    return "\n".join(parts)
+
+
+def test_notebooks_12_and_13_quote_the_run_of_record():
+    rec = json.loads(X.RECORD.read_text())
+    for name in ("12_finetuning.ipynb", "13_evaluation.ipynb"):
+        text = _outputs_text(X.env.ROOT / "solutions" / name)
+        for key in ("AV", "A", "V", "AV_scratch", "baseline_best"):
+            value = f"{rec['test'][key]:.1f}"
+            assert f"| {value} |" in text, (f"solutions/{name} does not show test {key} = {value} % of "
+                                            f"results/course-cpu.json in its table: re-execute it after `make run` "
+                                            f"(python .ci/notebooks.py execute --profile course {name}).")
+        assert f"{rec['val']['AV']:.1f}" in text, f"solutions/{name}: val AV of the run of record missing"
