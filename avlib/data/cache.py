@@ -289,10 +289,7 @@ class CachedAVDataset(AVDataset):
         # the same draws, in the same order, as AVDataset._item
         c, entry = self.cfg, self.entries[index]
         g = self.generator(index)
-        partner, lam = None, 1.0
-        if c.train and c.mixup > 0 and float(torch.rand((), generator=g)) < c.mixup:
-            partner = int(torch.randint(len(self), (), generator=g))
-            lam = A.sample_mixup_lambda(g, c.mixup_alpha)
+        partner, lam = self._mixup_draw(g)
         item: dict = {}
         if "audio" in c.modalities:
             if partner is not None:  # mixup mixes waveforms before the fbank, exactly as the media path

@@ -272,13 +272,17 @@ class AVDataset(Dataset):
         with single_thread():
             return self._item(index)
 
+    def _mixup_draw(self, g: torch.Generator) -> tuple[int | None, float]:
+        """(partner index or None, lambda): the item's mixup draw, first from its generator ``g``."""
+        c = self.cfg
+        if c.train and c.mixup > 0 and float(torch.rand((), generator=g)) < c.mixup:
+            return int(torch.randint(len(self), (), generator=g)), A.sample_mixup_lambda(g, c.mixup_alpha)
+        return None, 1.0
+
     def _item(self, index: int) -> dict:
         c, entry = self.cfg, self.entries[index]
         g = self.generator(index)
-        partner, lam = None, 1.0
-        if c.train and c.mixup > 0 and float(torch.rand((), generator=g)) < c.mixup:
-            partner = int(torch.randint(len(self), (), generator=g))
-            lam = A.sample_mixup_lambda(g, c.mixup_alpha)
+        partner, lam = self._mixup_draw(g)
         item: dict = {}
         if "audio" in c.modalities:
             if not entry.wav:
