@@ -195,7 +195,10 @@ def step_times(threads: str = "auto", steps: int = 4, warmup_s: float = 3.0, bat
     torch.set_num_threads(n)
     gov = env.ThreadGovernor(fixed=False) if auto else None
     torch.manual_seed(0)
-    model = create_model("tiny", **(QUICK if quick else {}))
+    prof = env.profile("course")
+    sizes = QUICK if quick else {"audio_length": prof.target_length, "num_mel_bins": prof.num_mel_bins,
+                                 "img_size": prof.image_size}
+    model = create_model("tiny", **sizes)
     cfg = model.cfg
     audio = torch.randn(batch, cfg.audio_length, cfg.num_mel_bins)  # [B, T, F]
     video = torch.randn(batch, cfg.in_chans, cfg.img_size, cfg.img_size)  # [B, 3, H, W]
@@ -403,7 +406,9 @@ def _run_sections(a: argparse.Namespace) -> dict:
     print(f"avlib bench: {out['machine']}", flush=True)
     start = time.perf_counter()
     if "A" in a.sections:
-        shape = "tiny shapes (--quick)" if a.quick else "course shapes: 400x128 audio, 96-px frames"
+        prof = env.profile("course")
+        shape = ("tiny shapes (--quick)" if a.quick else
+                 f"course shapes: {prof.target_length}x{prof.num_mel_bins} audio, {prof.image_size}-px frames")
         print(f"\nA. Shared machine: pretraining step of `tiny` ({shape}, batch {a.step_batch}), median of "
               f"{a.steps} steps; 'all' = every core of the mask ({len(env.cpu_slots())}), 'auto' = avlib's "
               "choice", flush=True)
