@@ -287,7 +287,7 @@ class CachedAVDataset(AVDataset):
 
     def _item(self, index: int) -> dict:
         # the same draws, in the same order, as AVDataset._item
-        c, entry = self.cfg, self.entries[index]
+        c = self.cfg
         g = self.generator(index)
         partner, lam = self._mixup_draw(g)
         item: dict = {}
@@ -308,13 +308,7 @@ class CachedAVDataset(AVDataset):
                 img2 = self.transform(self._cached_frames(partner, frame_ids(c.frame_mode, g)), g)
                 img = lam * img + (1.0 - lam) * img2
             item["video"] = img
-        y = self._label(index)
-        if partner is not None:
-            y = lam * y + (1.0 - lam) * self._label(partner)
-        item["label"] = y
-        item["index"] = index
-        item["video_id"] = entry.video_id
-        return item
+        return self._finish(item, index, partner, lam)
 
 
 def open_dataset(datafile: str | Path, cfg: AVDatasetConfig | None = None, seed: int = 0, cache: bool = True,

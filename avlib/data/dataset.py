@@ -299,10 +299,12 @@ class AVDataset(Dataset):
                 img2 = self.transform(self._frames(self.entries[partner], self._frame_ids(g)), g)
                 img = lam * img + (1.0 - lam) * img2
             item["video"] = img
+        return self._finish(item, index, partner, lam)
+
+    def _finish(self, item: dict, index: int, partner: int | None, lam: float) -> dict:
+        """Add the (mixed) label ``[K]``, the index and the video id to an item."""
         y = self._label(index)
         if partner is not None:
             y = lam * y + (1.0 - lam) * self._label(partner)
-        item["label"] = y
-        item["index"] = index
-        item["video_id"] = entry.video_id
+        item.update(label=y, index=index, video_id=self.entries[index].video_id)
         return item
