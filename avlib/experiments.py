@@ -39,9 +39,9 @@ MAIN_RUNS = (("pretrained", "multimodal"), ("pretrained", "audioonly"), ("pretra
 LE_FRACTIONS = (0.1,)  # the main job's label fractions (+ 100 %: the main AV fine-tunes)
 _SHORT = {"multimodal": "AV", "audioonly": "A", "videoonly": "V"}
 # The main job's fine-tuning recipe for a budget of about 300 steps, measured on the course data (AV, test,
-# 10 frames): the reference's lr 2e-4 with mixup 0.5 and weight averaging (made for 10+ epochs of AudioSet) gave
-# 38 % after 156 steps; without mixup and averaging, lr 5e-4 gave 72 % and lr 1e-3 67 % after 312 steps from
-# the same pretrained weights (from scratch, lr 1e-3: 61 %).
+# 10 frames): the reference's lr 2e-4 with mixup 0.5 (made for 10+ epochs of AudioSet; weight averaging off) gave
+# 38 % after 156 steps on the former 128 x 400 inputs; without mixup, lr 5e-4 gave 72 % and lr 1e-3 67 % after
+# 312 steps from the same pretrained weights (from scratch, lr 1e-3: 61 %).
 COURSE_RECIPE: dict[str, Any] = {"lr": 5e-4, "mixup": 0.0, "weight_averaging": False}
 # Pretraining: the reference's recipe with both InfoNCE directions. Batch-centred InfoNCE (contrast_center) was
 # measured too and stays off: it lifts in-batch accuracy of a contrastive-only run, but in full pretraining it
