@@ -132,11 +132,12 @@ def info_nce_all_gather(a: torch.Tensor, v: torch.Tensor, temperature: float | t
     modality's embeddings before the cosine: it removes the component all clips share, which otherwise makes
     every cosine close to 1 and holds the loss at log(batch) (see :class:`avlib.train.PretrainConfig`).
     """
-    if center:
-        a = a - all_gather_with_grad(a).mean(0, keepdim=True)  # [b, D] minus the global batch mean
-        v = v - all_gather_with_grad(v).mean(0, keepdim=True)
-    a, v = F.normalize(a, dim=-1), F.normalize(v, dim=-1)
     all_a, all_v = all_gather_with_grad(a), all_gather_with_grad(v)  # [W*b, D]
+    if center:  # minus the global batch mean, from the one gather
+        mean_a, mean_v = all_a.mean(0, keepdim=True), all_v.mean(0, keepdim=True)  # [1, D]
+        a, v, all_a, all_v = a - mean_a, v - mean_v, all_a - mean_a, all_v - mean_v
+    a, v = F.normalize(a, dim=-1), F.normalize(v, dim=-1)  # [b, D]
+    all_a, all_v = F.normalize(all_a, dim=-1), F.normalize(all_v, dim=-1)  # [W*b, D]
     target = torch.arange(len(a), device=a.device) + rank() * len(a)  # [b], own rows in the gathered batch
     logits = v @ all_a.T / temperature  # [b, W*b]: each local video against all audios
     loss = F.cross_entropy(logits, target)

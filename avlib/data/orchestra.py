@@ -423,8 +423,7 @@ def generate(profile: str | env.Profile | None = None, root: str | Path | None =
     stats_ids = [m["video_id"] for m in metas if m["split"] in ("unlabeled", "train")]
     stats_ids = stats_ids or [m["video_id"] for m in metas]  # a profile without training clips
     stats = _audio_stats(root, stats_ids, cfg.num_mel_bins, cfg.sample_rate, progress)
-    if stats is not None:
-        _atomic_write(root / "audio_stats.json", (json.dumps(stats, indent=2) + "\n").encode())
+    _atomic_write(root / "audio_stats.json", (json.dumps(stats, indent=2) + "\n").encode())
     n_mp4 = _write_mp4s(root, cfg, mp4_ids)
     counts = {s: sum(m["split"] == s for m in metas) for s in SPLITS}
     config = {"hash": digest, "generator_version": GENERATOR_VERSION, "seed": seed, "config": cfg.to_dict(),
