@@ -8,8 +8,9 @@ so that notebooks never hard-code epochs:
 * ``paper``  - CAV-MAE base sizes and recipe, for a GPU.
 * ``gpu``    - the whole ``make run`` in <= 10 minutes on one H100-class GPU (``small`` model, paper input sizes).
 
-Environment variables: ``AVLIB_PROFILE``, ``AVLIB_DEVICE`` (``cpu`` | ``cuda`` | ``cuda:1`` | ``mps``),
-``AVLIB_THREADS`` (torch intra-op threads), ``AVLIB_DATA`` (where the generated dataset lives).
+Environment variables: ``AVLIB_PROFILE`` (``setup(profile_name_=...)`` overrides it in this process only),
+``AVLIB_DEVICE`` (``cpu`` | ``cuda`` | ``cuda:1`` | ``mps``), ``AVLIB_THREADS`` (torch intra-op threads),
+``AVLIB_DATA`` (where the generated dataset lives).
 
 Threads: unless ``AVLIB_THREADS`` / ``OMP_NUM_THREADS`` fix them, :func:`default_threads` takes the cores of
 the affinity mask that other processes leave free, and training loops keep that fair with a
@@ -100,12 +101,36 @@ _PROFILES: dict[str, Profile] = {
 }
 
 
+_active_profile: str | None = None  # set by use_profile / setup(profile_name_=...); wins over AVLIB_PROFILE
+
+
 def profile_name() -> str:
-    """The active profile name from ``AVLIB_PROFILE`` (default ``course``)."""
+    """The active profile name: the one chosen in this process (:func:`use_profile`, ``setup(profile_name_=...)``),
+    else ``AVLIB_PROFILE`` (default ``course``)."""
+    if _active_profile is not None:
+        return _active_profile
     name = os.environ.get("AVLIB_PROFILE", "course").strip().lower()
     if name not in _PROFILES:
         raise ValueError(f"AVLIB_PROFILE={name!r} is not a profile; choose one of {', '.join(PROFILES)}.")
     return name
+
+
+def use_profile(name: str | None) -> None:
+    """Make profile ``name`` the active one in this process, over ``AVLIB_PROFILE`` (``None``: back to the
+    variable). The process environment is left alone; subprocesses get the profile through :func:`child_env`."""
+    global _active_profile
+    if name is not None:
+        name = name.strip().lower()
+        if name not in _PROFILES:
+            raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}.")
+    _active_profile = name
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """The environment for a subprocess: a copy of ``os.environ`` plus ``AVLIB_PROFILE`` when this process chose
+    its profile (:func:`use_profile`), so the child runs the same one; then ``overrides``."""
+    chosen = {"AVLIB_PROFILE": _active_profile} if _active_profile is not None else {}
+    return {**os.environ, **chosen, **overrides}
 
 
 def profile(name: str | None = None) -> Profile:
@@ -342,10 +367,13 @@ def setup(seed: int = 0, *, device: str | None = None, threads: int | None = Non
           profile_name_: str | None = None, verbose: bool = True) -> Setup:
     """Seed everything, pick the device, set torch threads and the profile; print one summary line.
 
+    ``profile_name_`` makes that profile the active one in this process (:func:`use_profile`); without it the
+    active profile stays as it is (``AVLIB_PROFILE`` unless chosen before).
+
     Returns a :class:`Setup` whose ``generator`` is a seeded CPU ``torch.Generator`` for explicit randomness.
     """
     if profile_name_ is not None:
-        os.environ["AVLIB_PROFILE"] = profile_name_
+        use_profile(profile_name_)  # in this process only: os.environ is not written
     prof = profile()
     n = threads or default_threads()
     torch.set_num_threads(n)

@@ -44,6 +44,28 @@ def test_setup_seeds_and_reports(monkeypatch, capsys):
     assert s.device == torch.device("cpu")
 
 
+def test_setup_profile_is_in_process_only(monkeypatch):
+    monkeypatch.setenv("AVLIB_PROFILE", "paper")
+    monkeypatch.setenv("AVLIB_DEVICE", "cpu")
+    monkeypatch.setattr(env, "_active_profile", None)  # restored after the test
+    before = dict(os.environ)
+    threads = torch.get_num_threads()
+    try:
+        s = env.setup(threads=1, profile_name_="ci", verbose=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert dict(os.environ) == before  # the process environment is not written
+    assert s.profile.name == "ci" and env.profile_name() == "ci" and env.profile() == env.profile("ci")
+    assert env.child_env(X="1")["AVLIB_PROFILE"] == "ci" and env.child_env(X="1")["X"] == "1"
+    env.setup(threads=threads, verbose=False)  # no profile_name_: the choice stays
+    assert env.profile().name == "ci"
+    env.use_profile(None)  # back to AVLIB_PROFILE
+    assert env.profile().name == "paper" and env.child_env()["AVLIB_PROFILE"] == "paper"
+    with pytest.raises(ValueError, match="unknown profile 'nope'.*ci, course, paper"):
+        env.setup(profile_name_="nope", verbose=False)
+    assert env.profile().name == "paper" and dict(os.environ) == before
+
+
 def test_device_override_is_checked(monkeypatch):
     if not torch.cuda.is_available():
         monkeypatch.setenv("AVLIB_DEVICE", "cuda")
