@@ -2,11 +2,11 @@
 
 The default run (about 3-4 minutes on 2 quiet cores) prints three tables:
 
-A. **Shared machine.** The course's pretraining step (``tiny``, batch 32, course shapes) alone with all cores
-   and with 1 thread; beside one busy process; beside a second avlib job started by the bench. Each shared
-   case runs twice: with the thread count fixed to all cores (what every job did before issue 16) and with
-   avlib's automatic threads (:func:`avlib.env.default_threads` + :class:`avlib.env.ThreadGovernor`). The
-   automatic shared cases must not be slower than 1 thread alone.
+A. **Shared machine** (:mod:`avlib.shared_cores`). The course's pretraining step (``tiny``, batch 32, course
+   shapes) alone with all cores and with 1 thread; beside one busy process; beside a second avlib job started by
+   the bench. Each shared case runs twice: with the thread count fixed to all cores (what every job did before
+   issue 16) and with avlib's automatic threads (:func:`avlib.env.default_threads` +
+   :class:`avlib.env.ThreadGovernor`). The automatic shared cases must not be slower than 1 thread alone.
 B. **Data.** Items/s of :class:`~avlib.data.dataset.AVDataset` (decoding WAV + fbank + JPEGs) against
    :class:`~avlib.data.cache.CachedAVDataset` (memory-mapped slices), pretraining and fine-tuning
    preprocessing, on the active profile's generated dataset (the ``ci`` one when that is missing).
@@ -38,6 +38,9 @@ import sys
 import time
 
 import torch
+
+from avlib import env
+from avlib.shared_cores import QUICK, SHARED_CASES, TOLERANCE, _shared_case, shared_table, step_times
 
 __all__ = ["main", "run_case", "CASES", "VARIANTS", "REFERENCE_S_PER_SAMPLE", "step_times", "shared_table",
            "data_rates", "data_table", "maths_table"]
@@ -140,7 +143,7 @@ def _child(model_name: str, case: str, iters: int, batch: int, device: str, thre
     cmd = [sys.executable, "-m", "avlib.bench", "--child", model_name, case, "--iters", str(iters),
            "--batch", str(batch), "--device", device, "--threads", str(threads), "--clock", clock,
            "--variant", variant]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env.child_env(PYTHONWARNINGS="ignore"))
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark case {model_name}/{case} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -172,123 +175,6 @@ def _format(rows: list[dict], comparable: bool = True) -> str:
         lines.append(f"{r['model']:6s} {r['case']:14s} {mean:13.4f} {best:8.4f} {r['peak_rss_mb']:11.0f}  "
                      + note)
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# A. shared machine
-# --------------------------------------------------------------------------------------------------------------
-QUICK = {"audio_length": 96, "img_size": 64}  # tiny shapes for --quick (tests)
-
-
-def step_times(threads: str = "auto", steps: int = 4, warmup_s: float = 3.0, batch: int = 32,
-               quick: bool = False, forever: bool = False) -> dict:
-    """Time the course's pretraining step (``tiny``, fwd + bwd + AdamW) in this process.
-
-    ``threads``: an int (fixed) or ``"auto"`` (:func:`avlib.env.default_threads`, then a
-    :class:`~avlib.env.ThreadGovernor` updated every step). Warms up for >= 2 steps and ``warmup_s`` seconds.
-    ``forever`` prints ``ready`` after the warm-up, then steps until killed (the competing job)."""
-    from avlib import env
-    from avlib.models import create_model
-
-    auto = threads == "auto"
-    n = env.default_threads() if auto else int(threads)
-    torch.set_num_threads(n)
-    gov = env.ThreadGovernor(fixed=False) if auto else None
-    torch.manual_seed(0)
-    prof = env.profile("course")
-    sizes = QUICK if quick else {"audio_length": prof.target_length, "num_mel_bins": prof.num_mel_bins,
-                                 "img_size": prof.image_size}
-    model = create_model("tiny", **sizes)
-    cfg = model.cfg
-    audio = torch.randn(batch, cfg.audio_length, cfg.num_mel_bins)  # [B, T, F]
-    video = torch.randn(batch, cfg.in_chans, cfg.img_size, cfg.img_size)  # [B, 3, H, W]
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def step() -> float:
-        t = time.perf_counter()
-        loss = model(audio, video, mask_ratio_a=0.75, mask_ratio_v=0.75).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if gov is not None:
-            gov.update()
-        return time.perf_counter() - t
-
-    t0, done = time.perf_counter(), 0
-    while done < 2 or time.perf_counter() - t0 < warmup_s:
-        step()
-        done += 1
-    if forever:
-        print("ready", flush=True)
-        while True:
-            step()
-    times = [step() for _ in range(steps)]
-    return {"threads": n, "threads_end": torch.get_num_threads(), "step_s": times,
-            "history": [k for _, k in gov.history] if gov else [n]}
-
-
-def _env(threads: str) -> dict:
-    """Child environment: no inherited thread settings; a fixed count is passed as AVLIB_THREADS."""
-    e = {k: v for k, v in os.environ.items() if k not in ("AVLIB_THREADS", "OMP_NUM_THREADS")}
-    e["PYTHONWARNINGS"] = "ignore"
-    if threads != "auto":
-        e["AVLIB_THREADS"] = e["OMP_NUM_THREADS"] = str(threads)
-    return e
-
-
-def _step_cmd(threads: str, a: argparse.Namespace, forever: bool = False) -> list[str]:
-    cmd = [sys.executable, "-m", "avlib.bench", "--child-step", str(threads), "--steps", str(a.steps),
-           "--batch", str(a.step_batch), "--warmup-s", str(a.warmup_s)]
-    return cmd + (["--quick"] if a.quick else []) + (["--forever"] if forever else [])
-
-
-def _shared_case(threads: str, beside: str | None, a: argparse.Namespace) -> dict:
-    """One row of table A: start the competitor (``busy`` loop or an avlib ``job`` with the same thread
-    setting), wait until it runs, time the step in a fresh process, stop the competitor."""
-    other = None
-    try:
-        if beside == "busy":
-            other = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-            time.sleep(1.0)
-        elif beside == "job":
-            other = subprocess.Popen(_step_cmd(threads, a, forever=True), stdout=subprocess.PIPE, text=True,
-                                     env=_env(threads))
-            if other.stdout.readline().strip() != "ready":
-                raise RuntimeError("the competing avlib job did not start")
-        proc = subprocess.run(_step_cmd(threads, a), capture_output=True, text=True, env=_env(threads))
-        if proc.returncode != 0:
-            raise RuntimeError(f"step benchmark failed:\n{proc.stderr[-3000:]}")
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
-    finally:
-        if other is not None:
-            other.kill()
-            other.wait()
-    return {"threads_setting": threads, "beside": beside, **row}
-
-
-SHARED_CASES = ((None, "all"), (None, "1"), ("busy", "all"), ("busy", "auto"), ("job", "all"), ("job", "auto"))
-TOLERANCE = 1.10  # "not slower than 1 thread alone", allowing 10 % measurement noise
-
-
-def shared_table(rows: list[dict]) -> tuple[str, bool]:
-    """Table A and whether every automatic shared case is within :data:`TOLERANCE` of 1 thread alone."""
-    one = next(r for r in rows if r["beside"] is None and r["threads_setting"] == "1")
-    base = statistics.median(one["step_s"])
-    what = {None: "alone", "busy": "beside a busy process", "job": "beside a 2nd avlib job"}
-    head = f"{'case':26s} {'threads':>9s} {'chosen':>8s} {'s/step':>8s} {'vs 1 thread alone':>18s}"
-    lines, ok = [head, "-" * len(head)], True
-    for r in rows:
-        med = statistics.median(r["step_s"])
-        ratio = med / base
-        setting = r["threads_setting"]
-        chosen = f"{r['threads']}" + (f"->{r['threads_end']}" if r["threads_end"] != r["threads"] else "")
-        flag = ""
-        if r["beside"] and r["threads_setting"] == "auto":
-            good = ratio <= TOLERANCE
-            ok &= good
-            flag = "  ok" if good else "  SLOWER"
-        lines.append(f"{what[r['beside']]:26s} {setting:>9s} {chosen:>8s} {med:8.3f} {ratio:17.2f}x{flag}")
-    return "\n".join(lines), ok
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -342,7 +228,6 @@ def data_table(rows: list[dict]) -> str:
 
 def _bench_datafile(quick: bool):
     """The active profile's generated train split if it exists, else the ``ci`` dataset (generated now)."""
-    from avlib import env
     from avlib.data.orchestra import generate
 
     root = env.data_root() / env.profile_name()
@@ -374,17 +259,13 @@ def maths_table(rows: list[dict]) -> str:
 
 
 def _bf16_note() -> tuple[bool, str]:
-    from avlib.env import cpu_supports_bf16
-
     cap = torch.backends.cpu.get_cpu_capability()
-    ok = cpu_supports_bf16() or "AMX" in cap.upper()
+    ok = env.cpu_supports_bf16() or "AMX" in cap.upper()
     return ok, (f"bf16 units: {'yes' if ok else 'no'} (torch CPU capability {cap}; /proc/cpuinfo "
-                f"{'has' if cpu_supports_bf16() else 'lacks'} avx512_bf16/amx_bf16)")
+                f"{'has' if env.cpu_supports_bf16() else 'lacks'} avx512_bf16/amx_bf16)")
 
 
 def _machine() -> str:
-    from avlib import env
-
     name = platform.processor() or platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
@@ -400,8 +281,6 @@ def _machine() -> str:
 
 
 def _run_sections(a: argparse.Namespace) -> dict:
-    from avlib import env
-
     out: dict = {"machine": _machine()}
     print(f"avlib bench: {out['machine']}", flush=True)
     start = time.perf_counter()
@@ -468,8 +347,6 @@ QUICK_DATA = {"target_length": 96, "image_size": 64}  # the ci dataset's sizes
 
 def main(argv: list[str] | None = None) -> int:
     """``make bench``: tables A-C (see the module docstring), or ``--table``; returns 0."""
-    from avlib.env import cpu_supports_bf16, default_threads
-
     p = argparse.ArgumentParser(prog="avlib bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--sections", nargs="+", default=["A", "B", "C"], choices=["A", "B", "C"],
                    help="which tables to print (default: A B C)")
@@ -493,27 +370,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", choices=tuple(VARIANTS), default="sdpa", help=argparse.SUPPRESS)
     p.add_argument("--json", default=None, help="also write the raw results to this file")
     p.add_argument("--child", nargs=2, metavar=("MODEL", "CASE"), help=argparse.SUPPRESS)
-    p.add_argument("--child-step", metavar="THREADS", help=argparse.SUPPRESS)
-    p.add_argument("--forever", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.child_step:
-        res = step_times(args.child_step, args.steps, args.warmup_s, args.step_batch, args.quick, args.forever)
-        print(json.dumps(res))
-        return 0
     if not args.table and not args.child:
         out = _run_sections(args)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(out, f, indent=1, default=str)
         return 0
-    threads = args.threads or default_threads()
+    threads = args.threads or env.default_threads()
     torch.set_num_threads(threads)
     if args.child:
         res = run_case(args.child[0], args.child[1], iters=args.iters or 3, batch=args.batch,
                        device=args.device, clock=args.clock, variant=args.variant)
         print(json.dumps(res))
         return 0
-    bf16_ok = args.device != "cpu" or cpu_supports_bf16()
+    bf16_ok = args.device != "cpu" or env.cpu_supports_bf16()
     print(f"avlib bench: torch {torch.__version__}, device {args.device}, {threads} threads, {args.clock} clock, "
           f"batch {args.batch}, bf16 {'yes' if bf16_ok else 'no (this CPU lacks avx512_bf16/amx)'}",
           flush=True)
