@@ -124,10 +124,11 @@ NOTEBOOKS: tuple[Notebook, ...] = (
              "recall@k, retrieval both ways, inpainting vs mask ratio, linear probes, embeddings, attention; "
              "pretrained vs random init", "≈ 2 min after `make run`", "< 1 min",
              (("cavmae", "§3 (retrieval and inpainting)"), ("mae", "§4.3 (linear probing)")),
-             ("evaluate.py", "metrics.py", "plots.py", "checks/retrieval.py")),
+             ("evaluate.py", "metrics.py", "plots.py", "influence.py", "checks/retrieval.py")),
     Notebook("12", "12_finetuning", "Fine-tuning for instrument recognition", "Fine-tuning for instrument recognition",
-             "CAVMAEFT, the recipe (head lr, SpecAugment, mixup, weight averaging), linear probe vs full, AV / A / V, "
-             "label efficiency", "≈ 3 min after `make run`, else ≈ 25 min", "≈ 1 min after `make run`",
+             "CAVMAEFT, the course's recipe (head lr, SpecAugment; the reference's mixup and weight averaging, off "
+             "in its short runs), linear probe vs full, AV / A / V, label efficiency",
+             "≈ 3 min after `make run`, else ≈ 25 min", "≈ 1 min after `make run`",
              (("cavmae", "§3 (fine-tuning for event classification)"), ("mae", "§4.3 (fine-tuning vs linear probe)")),
              ("models/cavmae.py", "train/finetuning.py", "checks/finetuning.py")),
     Notebook("13", "13_evaluation", "Evaluation and ablations", "Evaluation and ablations",
