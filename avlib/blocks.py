@@ -18,11 +18,12 @@ LayerNorm eps is 1e-5 as in the reference (``nn.LayerNorm``'s default; timm ViTs
 from __future__ import annotations
 
 import torch
-from timm.layers import Mlp
+from timm.layers import Mlp, PatchEmbed
 from timm.models.vision_transformer import Attention
 from torch import nn
 
-__all__ = ["Block", "MODALITIES", "attention_maps", "init_patch_kernel", "init_linear_and_norm"]
+__all__ = ["Block", "MODALITIES", "STEMS", "attention_maps", "conv_stem", "patch_embed", "init_patch_kernel",
+           "init_linear_and_norm"]
 
 MODALITIES = (None, "a", "v")
 
@@ -83,8 +84,46 @@ class Block(nn.Module):
         return x + self.mlp(n2(x))  # [B, N, D]
 
 
-def init_patch_kernel(conv: nn.Conv2d) -> None:
-    """Xavier-uniform init of a patch-embedding kernel viewed as the Linear it is, ``[D, C*p*p]`` (MAE)."""
+STEMS = ("linear", "conv")  # how patch_embed turns pixels into tokens
+
+
+def conv_stem(in_chans: int, embed_dim: int, patch_size: int = 16, width: int = 24) -> nn.Sequential:
+    """Early convolutions (Xiao et al., 2021, "Early Convolutions Help Transformers See Better"): log2(p)
+    3x3 stride-2 convolutions (BatchNorm + ReLU, channels ``width`` doubling) and a 1x1 projection to
+    ``embed_dim``: ``[B, C, H, W] -> [B, D, H/p, W/p]``, the same grid as the linear patch embedding.
+
+    Token ``(i, j)`` sees its own patch and the ``p - 1`` pixels above and to the left of it (a (2p - 1)-pixel
+    window; the stride-2 / padding-1 arithmetic makes it one-sided). That locality prior lets a small ViT learn
+    from a few hundred clips. Under MAE masking a visible token thus sees part of a masked neighbour above or to
+    its left; the decoder still has to draw the rest. Under DDP the BatchNorm
+    statistics are each process's own (as in torchvision's references without ``--sync-bn``)."""
+    n = patch_size.bit_length() - 1
+    if patch_size != 2 ** n or n < 1:
+        raise ValueError(f"the conv stem needs a power-of-2 patch size, got {patch_size}; use stem='linear'.")
+    chans = [in_chans] + [min(width * 2 ** i, embed_dim) for i in range(n)]
+    layers: list[nn.Module] = []
+    for a, b in zip(chans[:-1], chans[1:], strict=True):  # [B, a, h, w] -> [B, b, h/2, w/2]
+        layers += [nn.Conv2d(a, b, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, nn.Conv2d(chans[-1], embed_dim, 1))  # [B, D, H/p, W/p]
+
+
+def patch_embed(img_size: int | tuple[int, int], patch_size: int, in_chans: int, embed_dim: int,
+                stem: str = "linear") -> PatchEmbed:
+    """timm's ``PatchEmbed`` ``[B, C, H, W] -> [B, L, D]`` (tokens row-major): ``stem='linear'`` is the
+    reference's one p x p convolution (a Linear on each patch); ``'conv'`` swaps in :func:`conv_stem`."""
+    if stem not in STEMS:
+        raise ValueError(f"stem must be one of {STEMS}, got {stem!r}.")
+    pe = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
+    if stem == "conv":
+        pe.proj = conv_stem(in_chans, embed_dim, patch_size)
+    return pe
+
+
+def init_patch_kernel(conv: nn.Module) -> None:
+    """Xavier-uniform init of a patch-embedding kernel viewed as the Linear it is, ``[D, C*p*p]`` (MAE); a
+    :func:`conv_stem` keeps PyTorch's default (Kaiming-uniform) convolution init."""
+    if not isinstance(conv, nn.Conv2d):
+        return
     w = conv.weight
     nn.init.xavier_uniform_(w.view(w.shape[0], -1))  # [D, C, p, p] viewed as [D, C*p*p]
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "accuracy_noise",
     "as_tensor", "class_indices", "accuracy", "confusion_matrix", "per_class_accuracy", "macro_f1",
     "top_confusions", "average_precision", "mean_average_precision", "roc_auc", "mean_auc", "d_prime",
     "classification_metrics", "multilabel_metrics", "similarity", "retrieval_ranks", "recall_at_k",
@@ -51,6 +52,16 @@ def accuracy(scores: Any, targets: Any) -> float:
     if pred.shape != true.shape:
         raise ValueError(f"scores give {pred.numel()} predictions but targets give {true.numel()} labels")
     return float((pred == true).double().mean()) if len(pred) else float("nan")
+
+
+def accuracy_noise(accuracy: float, n: int, z: float = 2.0) -> float:
+    """The noise band of an accuracy (%) measured on ``n`` clips, in points: ``z`` binomial standard errors
+    (about 95 % for ``z=2``). A difference between two models on the same clips that is smaller than this is
+    not evidence. The accuracy is clamped to [1, 99] % so that a perfect or zero score still gets a band."""
+    if n <= 0:
+        raise ValueError(f"n must be a positive number of clips, got {n}.")
+    p = min(max(accuracy, 1.0), 99.0) / 100
+    return 100 * z * math.sqrt(p * (1 - p) / n)
 
 
 def confusion_matrix(scores: Any, targets: Any, num_classes: int | None = None) -> torch.Tensor:

@@ -83,3 +83,37 @@ def test_attention_maps_are_the_softmax_weights():
     q, k, _ = attn.qkv(x).reshape(2, 5, 3, 3, 4).permute(2, 0, 3, 1, 4)  # 3 x [B, H, N, D/H]
     torch.testing.assert_close(w, (q @ k.transpose(-2, -1) * 4 ** -0.5).softmax(-1))
     assert attn.fused_attn == Attention(dim=12, num_heads=3).fused_attn  # setting restored
+
+
+def test_conv_stem_keeps_the_token_grid_and_sees_only_its_window():
+    from avlib.blocks import conv_stem, patch_embed
+
+    pe = patch_embed((32, 64), 16, 1, 24, stem="conv")
+    x = torch.randn(2, 1, 32, 64)
+    assert pe(x).shape == (2, 2 * 4, 24)  # [B, L = (32/16) * (64/16), D], the linear stem's grid
+    assert patch_embed((32, 64), 16, 1, 24).proj.kernel_size == (16, 16)  # the reference's one p x p kernel
+    stem = conv_stem(3, 24, 16).eval()
+    img = torch.randn(1, 3, 64, 64)
+    base = stem(img)  # [1, D, 4, 4]
+
+    def changed(r: slice, c: slice) -> torch.Tensor:  # [4, 4] which tokens a change of img[r, c] reaches
+        x = img.clone()
+        x[..., r, c] += 5.0
+        return ((stem(x) - base).abs().sum(1)[0] > 0).int()
+
+    # token (i, j) sees rows/columns 16 i - 15 .. 16 i + 15: its patch and the 15 pixels above / left of it
+    assert changed(slice(32, 33), slice(32, 33)).nonzero().tolist() == [[2, 2]]
+    assert changed(slice(31, 32), slice(31, 32)).nonzero().tolist() == [[1, 1], [1, 2], [2, 1], [2, 2]]
+    assert changed(slice(0, 1), slice(0, 1)).nonzero().tolist() == [[0, 0]]
+
+
+def test_stem_errors():
+    from avlib.blocks import conv_stem, patch_embed
+    from avlib.models import get_config
+
+    with pytest.raises(ValueError, match="power-of-2"):
+        conv_stem(3, 24, 12)
+    with pytest.raises(ValueError, match="stem must be one of"):
+        patch_embed(64, 16, 3, 24, stem="cnn")
+    with pytest.raises(ValueError, match="stem must be one of"):
+        get_config("tiny", stem="resnet")

@@ -123,3 +123,14 @@ def test_top_confusions():
     assert M.top_confusions(cm, ["a", "b", "c"], k=3) == [("b", "a", 3), ("b", "c", 3), ("a", "b", 2)]
     assert M.top_confusions(torch.eye(3, dtype=torch.long) * 4) == []  # no mistakes, nothing to list
     assert M.top_confusions(cm, k=10)[-1] == ("2", "1", 1)  # zero counts are left out
+
+
+def test_accuracy_noise_is_two_binomial_standard_errors():
+    from avlib.metrics import accuracy_noise
+
+    assert accuracy_noise(50.0, 100) == pytest.approx(10.0)  # 2 * sqrt(.25 / 100) = 0.1
+    assert accuracy_noise(50.0, 400) == pytest.approx(5.0)
+    assert accuracy_noise(100.0, 100) == accuracy_noise(99.0, 100) > 0  # a perfect score still has a band
+    assert accuracy_noise(50.0, 100, z=1) == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="positive number of clips"):
+        accuracy_noise(50.0, 0)

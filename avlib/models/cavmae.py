@@ -25,10 +25,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from timm.layers import PatchEmbed
 from torch import nn
 
-from avlib.blocks import Block, init_linear_and_norm, init_patch_kernel
+from avlib.blocks import Block, init_linear_and_norm, init_patch_kernel, patch_embed
 from avlib.losses import contrastive_accuracy, contrastive_logits, info_nce, mae_loss
 from avlib.masking import MASK_MODES, mask_tokens, num_kept
 from avlib.models.config import CAVMAEConfig
@@ -110,10 +109,8 @@ class CAVMAEEncoder(nn.Module):
         self.pos_embed_a = nn.Parameter(torch.zeros(1, cfg.num_patches_a, D), requires_grad=cfg.tr_pos)
         self.pos_embed_v = nn.Parameter(torch.zeros(1, cfg.num_patches_v, D), requires_grad=cfg.tr_pos)
         self._init_decoder_params()  # keeps the reference's parameter order (no-op in the encoder)
-        self.patch_embed_a = PatchEmbed(img_size=(cfg.num_mel_bins, cfg.audio_length), patch_size=p,
-                                        in_chans=1, embed_dim=D)  # on the [B, 1, F, T] view
-        self.patch_embed_v = PatchEmbed(img_size=cfg.img_size, patch_size=p, in_chans=cfg.in_chans,
-                                        embed_dim=D)
+        self.patch_embed_a = patch_embed((cfg.num_mel_bins, cfg.audio_length), p, 1, D, cfg.stem)  # [B,1,F,T]
+        self.patch_embed_v = patch_embed(cfg.img_size, p, cfg.in_chans, D, cfg.stem)
 
         def block(shared: bool) -> Block:
             return Block(D, cfg.num_heads, cfg.mlp_ratio, qkv_bias=True, ln_eps=cfg.ln_eps,

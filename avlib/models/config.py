@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, fields
 
+from avlib.blocks import STEMS
 from avlib.patching import audio_grid, image_grid
 
 __all__ = ["ConfigBase", "CAVMAEConfig", "MODEL_CONFIGS", "model_names", "get_config"]
@@ -82,6 +83,7 @@ class CAVMAEConfig(ConfigBase):
     audio_length: int = 1024  # T, fbank frames (multiple of patch_size)
     num_mel_bins: int = 128  # F (multiple of patch_size; the reference hard-wires 128)
     patch_size: int = 16  # p, square non-overlapping patches for both modalities
+    stem: str = "linear"  # pixels -> tokens: "linear" (the reference's p x p kernel) or "conv" (early convs)
     in_chans: int = 3
     # --- encoder --------------------------------------------------------------------------------------------
     embed_dim: int = 768  # D
@@ -109,6 +111,7 @@ class CAVMAEConfig(ConfigBase):
     def __post_init__(self) -> None:
         audio_grid(self.audio_length, self.num_mel_bins, self.patch_size)  # raises if not divisible
         image_grid(self.img_size, self.patch_size)
+        self._need(self.stem in STEMS, f"stem must be one of {STEMS}, got {self.stem!r}.")
         self._check_widths()
         self._need(self.modality_specific_depth >= 0 and self.shared_depth >= 1,
                    "modality_specific_depth must be >= 0 and shared_depth >= 1.")

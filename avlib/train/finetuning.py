@@ -103,7 +103,7 @@ def finetune(cfg: FinetuneConfig | None = None, on_step: Callable[[dict], None] 
         stop = loop.stop_step(total)
         frac = f" {cfg.label_fraction:.0%}" if cfg.label_fraction else ""
         bar = loop.bar(stop, f"finetune {cfg.mode}{frac}")
-        model.train()
+        model.train(not cfg.linear_probe)  # a probe's frozen encoder stays in eval mode (BatchNorm statistics)
         for epoch, batch in loop.batches(loader, sampler, ds, per_epoch, stop):
             audio, video = _to(batch, "audio", loop.device), _to(batch, "video", loop.device)
             y = batch["label"].to(loop.device)
