@@ -40,8 +40,8 @@ from avlib.train import FinetuneConfig, PretrainConfig, TrainResult, finetune, l
 from avlib.train.finetuning import _train_clips
 from avlib.train.pretraining import _mask_noise
 
-__all__ = ["FT_MODES_MAIN", "MAIN_RUNS", "LE_FRACTIONS", "MAIN_MODEL", "COURSE_RECIPE", "PRETRAIN_RECIPE",
-           "main_run_dir", "main_pretrain_config", "main_finetune_config", "main_finetune_row", "main_finetunes",
+__all__ = ["FT_MODES_MAIN", "MAIN_RUNS", "LE_FRACTIONS", "LE_STEP_SHARE", "MAIN_MODEL", "COURSE_RECIPE",
+           "PRETRAIN_RECIPE", "main_run_dir", "main_pretrain_config", "main_finetune_config", "main_finetune_row", "main_finetunes",
            "main_label_efficiency", "run_all", "summary", "goals", "verdicts", "results_table", "results_markdown",
            "readme_results", "write_readme", "RECORD", "main"]
 
@@ -50,6 +50,7 @@ FT_MODES_MAIN = ("multimodal", "audioonly", "videoonly")
 MAIN_RUNS = (("pretrained", "multimodal"), ("pretrained", "audioonly"), ("pretrained", "videoonly"),
              ("scratch", "multimodal"), ("probe", "multimodal"))  # (init, mode) of the main table's models
 LE_FRACTIONS = (0.1,)  # the main job's label fractions (+ 100 %: the main AV fine-tunes)
+LE_STEP_SHARE = 0.5  # each label fraction trains for this share of the full-data run's steps (>= 40 epochs at 10 %)
 _SHORT = {"multimodal": "AV", "audioonly": "A", "videoonly": "V"}
 # The main job's fine-tuning recipe for a budget of about 300 steps, measured on the course data (AV, test,
 # 10 frames): the reference's lr 2e-4 with mixup 0.5 (made for 10+ epochs of AudioSet; weight averaging off) gave
@@ -139,7 +140,7 @@ def main_label_efficiency(main_rows: Sequence[dict], ft_runs: dict[tuple[str, st
     pretrained weights and from scratch on each of ``fractions`` + 100 % of the labels, evaluated on ``test``
     with 10 frames. The 100 % rows are the main AV fine-tunes (``main_rows`` from :func:`main_finetune_row`,
     ``ft_runs[(init, "multimodal")]`` their runs); the others train in ``<out>/label_efficiency/<init>_<f>``
-    (or are resumed there) for as many steps as the 100 % run."""
+    (or are resumed there) for :data:`LE_STEP_SHARE` of the 100 % run's steps."""
     out = Path(out) if out else main_run_dir()
     done = {}  # the 100 % rows are the AV fine-tunes of the main table
     for r in main_rows:
@@ -152,7 +153,7 @@ def main_label_efficiency(main_rows: Sequence[dict], ft_runs: dict[tuple[str, st
     cfg = main_finetune_config("pretrained", "multimodal", out, run_dir=str(out / "label_efficiency"),
                                data=base.data, device=base.device, progress=base.progress, seed=base.seed)
     return label_efficiency(cfg, pretrained=cfg.pretrained, fractions=sorted(set(fractions) | {1.0}),
-                            test_clips=test, done=done)
+                            test_clips=test, done=done, same_steps=LE_STEP_SHARE)
 
 
 def run_all(profile: str | None = None, out_dir: str | Path | None = None,

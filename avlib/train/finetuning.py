@@ -167,13 +167,13 @@ def finetune(cfg: FinetuneConfig | None = None, on_step: Callable[[dict], None] 
 def label_efficiency(cfg: FinetuneConfig | None = None, pretrained: str | Path | None = None,
                      fractions: Sequence[float] = (0.1, 0.25, 1.0), test_clips: ClipTensors | None = None,
                      test_split: str = "test", inits: Sequence[str] = ("pretrained", "scratch"),
-                     same_steps: bool = True, done: dict[tuple[str, float], dict] | None = None,
+                     same_steps: bool | float = True, done: dict[tuple[str, float], dict] | None = None,
                      frame_agg: bool = True) -> list[dict]:
     """Fine-tune from ``pretrained`` and from scratch on each label fraction; evaluate on ``test_split``.
 
     Returns rows ``{"init", "fraction", "train_clips", "steps", "accuracy", "macro_f1"}`` (percent).
     ``same_steps`` gives every fraction the optimizer steps of the full-data run (``min_steps``), so small
-    fractions see their clips for more epochs. ``done[(init, fraction)]`` supplies rows already measured.
+    fractions see their clips for more epochs; a number in (0, 1] gives that share of those steps. ``done[(init, fraction)]`` supplies rows already measured.
     """
     cfg = cfg or FinetuneConfig()
     if "pretrained" in inits and pretrained is None:
@@ -187,7 +187,9 @@ def label_efficiency(cfg: FinetuneConfig | None = None, pretrained: str | Path |
     from avlib.data.datafile import read_datafile
 
     n_full = len(read_datafile(root / "datafiles" / f"{cfg.train_split}.json"))
-    min_steps = math.ceil(n_full / cfg.batch_size) * cfg.epochs if same_steps else 0
+    if not 0 <= float(same_steps) <= 1:
+        raise ValueError(f"same_steps must be a bool or a share in (0, 1], got {same_steps!r}.")
+    min_steps = round(float(same_steps) * math.ceil(n_full / cfg.batch_size) * cfg.epochs)  # 0 if False
     base_dir = _run_dir(cfg, "label_efficiency")
     rows = []
     for frac in fractions:
