@@ -103,13 +103,13 @@ NOTEBOOKS: tuple[Notebook, ...] = (
              "encoder, decoder with mask tokens, masked loss; trains an audio MAE", "≈ 5 min", "< 1 min",
              (("mae", "§3 (encoder, decoder, reconstruction target)"), ("audiomae", "§3 (spectrogram MAE)"),
               ("cavmae", "§2.1.4 (single-modality MAE)")),
-             ("models/mae.py", "losses.py", "checks/mae.py")),
+             ("models/mae.py", "losses.py", "curves.py", "checks/mae.py")),
     Notebook("08", "08_contrastive", "Audio ↔ video contrastive learning", "Audio ↔ video contrastive learning",
              "embeddings, similarity / τ, InfoNCE (one direction, then symmetric), contrastive accuracy, retrieval "
              "strip", "≈ 5 min", "< 1 min",
              (("cavmae", "§2.1.3 (contrastive audio-visual learning) and §2.3 (Eq. for L_c)"),
               ("cpc", "§2.3 (InfoNCE)"), ("clip", "§2.3 (symmetric contrastive loss)")),
-             ("losses.py", "checks/contrastive.py", "plots.py")),
+             ("losses.py", "checks/contrastive.py", "plots.py", "curves.py")),
     Notebook("09", "09_cavmae", "Assembling CAV-MAE", "Assembling CAV-MAE",
              "modality stacks + shared layer + joint decoder + both losses, parameter table, `base` = the paper",
              "≈ 20 s", "< 30 s",
@@ -119,7 +119,8 @@ NOTEBOOKS: tuple[Notebook, ...] = (
              "AdamW, warm-up + cosine, clipping, loss weights, bf16, checkpoint + resume; curves and inpainting at "
              "start / middle / end", "< 1 min after `make run`, else ≈ 12 min", "≈ 2 min",
              (("cavmae", "§2.3 (L = L_r + λ_c · L_c)"), ("mae", "appendix A.1 (pretraining recipe)")),
-             ("train/pretraining.py", "train/optim.py", "train/loop.py", "checks/pretraining.py")),
+             ("train/pretraining.py", "train/optim.py", "train/loop.py", "blocks.py", "curves.py", "experiments.py",
+              "checks/pretraining.py")),
     Notebook("11", "11_what_did_it_learn", "What did it learn?", "What did it learn?",
              "recall@k, retrieval both ways, inpainting vs mask ratio, linear probes, embeddings, attention; "
              "pretrained vs random init", "≈ 2 min after `make run`", "< 1 min",
@@ -130,17 +131,18 @@ NOTEBOOKS: tuple[Notebook, ...] = (
              "in its short runs), linear probe vs full, AV / A / V, label efficiency",
              "≈ 3 min after `make run`, else ≈ 25 min", "≈ 1 min after `make run`",
              (("cavmae", "§3 (fine-tuning for event classification)"), ("mae", "§4.3 (fine-tuning vs linear probe)")),
-             ("models/cavmae.py", "train/finetuning.py", "checks/finetuning.py")),
+             ("models/cavmae.py", "train/finetuning.py", "experiments.py", "results.py", "metrics.py",
+              "checks/finetuning.py")),
     Notebook("13", "13_evaluation", "Evaluation and ablations", "Evaluation and ablations",
              "accuracy, macro-F1, confusion matrix, modality ablation incl. missing modality, 10-frame aggregation, "
              "mistakes", "≈ 1.5 min after `make run`", "< 1 min",
              (("cavmae", "§3 (audio-visual event classification, single-modality results)"),),
-             ("evaluate.py", "metrics.py", "checks/evaluation.py")),
+             ("evaluate.py", "metrics.py", "results.py", "checks/evaluation.py")),
     Notebook("14", "14_capstone", "Capstone: your own videos, the official weights, and scaling out", "Capstone",
              "your own videos → predict, official CAV-MAE checkpoints through `avlib.convert`, `torchrun` (DDP), "
              "throughput", "≈ 2 min after `make run` (else ≈ 15 min more to train first)", "< 1 min",
              (("cavmae", "§2.1.1 (frame aggregation at inference)"),),
-             ("predict.py", "convert.py", "distributed.py", "bench.py", "checks/capstone.py")),
+             ("predict.py", "convert.py", "distributed.py", "bench.py", "shared_cores.py", "checks/capstone.py")),
 )
 
 

@@ -173,7 +173,8 @@ def label_efficiency(cfg: FinetuneConfig | None = None, pretrained: str | Path |
 
     Returns rows ``{"init", "fraction", "train_clips", "steps", "accuracy", "macro_f1"}`` (percent).
     ``same_steps`` gives every fraction the optimizer steps of the full-data run (``min_steps``), so small
-    fractions see their clips for more epochs; a number in (0, 1] gives that share of those steps. ``done[(init, fraction)]`` supplies rows already measured.
+    fractions see their clips for more epochs; a number in (0, 1] gives that share of those steps.
+    ``done[(init, fraction)]`` supplies rows already measured.
     """
     cfg = cfg or FinetuneConfig()
     if "pretrained" in inits and pretrained is None:
