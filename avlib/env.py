@@ -78,7 +78,7 @@ _PROFILES: dict[str, Profile] = {
         name="course", clip_seconds=4.0, sample_rate=16000, num_mel_bins=64, target_length=256,
         frame_size=96, image_size=96,
         clips_per_class={"unlabeled": 100, "train": 100, "val": 10, "test": 15},
-        mp4_clips=4, model="tiny", batch_size=32, pretrain_epochs=5, finetune_epochs=7, demo_steps=400,
+        mp4_clips=4, model="tiny", batch_size=32, pretrain_epochs=6, finetune_epochs=9, demo_steps=400,
         contrast_loss_weight=0.1,
     ),
     "paper": Profile(

@@ -279,6 +279,14 @@ def test_label_efficiency_table(ci_data, tmp_path, pretrained_dir):
     assert all(0 <= r["accuracy"] <= 100 for r in rows)
 
 
+def test_label_efficiency_step_share(ci_data, tmp_path):
+    with pytest.raises(ValueError, match="same_steps must be a bool or a share"):
+        T.label_efficiency(_ft(ci_data, tmp_path), fractions=(0.25,), inits=("scratch",), same_steps=1.5)
+    rows = T.label_efficiency(_ft(ci_data, tmp_path, weight_averaging=False), fractions=(0.25,), inits=("scratch",),
+                              same_steps=0.5, frame_agg=False)
+    assert rows[0]["steps"] == 4  # half of the full run's 7 steps (4 after rounding), in whole epochs of 2 batches
+
+
 @pytest.mark.slow
 def test_main_job_on_ci(tmp_path, ci_data, monkeypatch):
     from pathlib import Path

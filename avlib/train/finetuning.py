@@ -177,6 +177,8 @@ def label_efficiency(cfg: FinetuneConfig | None = None, pretrained: str | Path |
     ``done[(init, fraction)]`` supplies rows already measured.
     """
     cfg = cfg or FinetuneConfig()
+    if not 0 <= float(same_steps) <= 1:
+        raise ValueError(f"same_steps must be a bool or a share in (0, 1], got {same_steps!r}.")
     if "pretrained" in inits and pretrained is None:
         raise ValueError("label_efficiency needs pretrained=<model dir> for the 'pretrained' rows.")
     root = resolve_dataset(cfg.data)
@@ -188,8 +190,6 @@ def label_efficiency(cfg: FinetuneConfig | None = None, pretrained: str | Path |
     from avlib.data.datafile import read_datafile
 
     n_full = len(read_datafile(root / "datafiles" / f"{cfg.train_split}.json"))
-    if not 0 <= float(same_steps) <= 1:
-        raise ValueError(f"same_steps must be a bool or a share in (0, 1], got {same_steps!r}.")
     min_steps = round(float(same_steps) * math.ceil(n_full / cfg.batch_size) * cfg.epochs)  # 0 if False
     base_dir = _run_dir(cfg, "label_efficiency")
     rows = []
