@@ -249,8 +249,11 @@ def to_cavmae(model: CAVMAE | CAVMAEFT, prefix: str = "module.") -> dict[str, to
 
     The never-used LayerNorms the reference carries are added as (weight 1, bias 0) when the model has none.
     """
-    sd = {k: v.detach().clone() for k, v in model.state_dict().items() if k != "logit_scale"}
     cfg = model.cfg
+    if cfg.stem != "linear":
+        raise ConversionError(f"this model uses stem={cfg.stem!r}; the official layout holds only the linear patch "
+                              "embedding (one p x p kernel), so it cannot be exported. Export a stem='linear' model.")
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items() if k != "logit_scale"}
     stacks = [("blocks_a", cfg.modality_specific_depth), ("blocks_v", cfg.modality_specific_depth)]
     if isinstance(model, CAVMAE):
         stacks.append(("decoder_blocks", cfg.decoder_depth))

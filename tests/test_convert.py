@@ -162,3 +162,12 @@ def test_mae_vit_errors_and_encoder_only_weights():
         from_mae_vit(bad, cfg)
     with pytest.raises(ConversionError, match="blocks but the config needs"):
         from_mae_vit(encoder_only, cfg.replace(modality_specific_depth=3))
+
+
+def test_to_cavmae_refuses_a_conv_stem():
+    from avlib.convert import ConversionError, to_cavmae
+    from avlib.models import create_model
+
+    with pytest.raises(ConversionError, match="stem='conv'"):
+        to_cavmae(create_model("tiny", audio_length=96, num_mel_bins=64, img_size=64, embed_dim=32, num_heads=2,
+                               decoder_embed_dim=32, decoder_num_heads=2, stem="conv"))
