@@ -4,9 +4,11 @@ The default run (about 3-4 minutes on 2 quiet cores) prints three tables:
 
 A. **Shared machine** (:mod:`avlib.shared_cores`). The course's pretraining step (``tiny``, batch 32, course
    shapes) alone with all cores and with 1 thread; beside one busy process; beside a second avlib job started by
-   the bench. Each shared case runs twice: with the thread count fixed to all cores (what every job did before
-   issue 16) and with avlib's automatic threads (:func:`avlib.env.default_threads` +
-   :class:`avlib.env.ThreadGovernor`). The automatic shared cases must not be slower than 1 thread alone.
+   the bench. Each of these shared cases runs twice: with the thread count fixed to all cores (what every job
+   did before issue 16) and with avlib's automatic threads (:func:`avlib.env.default_threads` +
+   :class:`avlib.env.ThreadGovernor`). A last case starts the step beside a notebook's hand-written loop that
+   only called ``env.setup()`` (governed in every module forward, :func:`avlib.env.govern_threads`). The
+   automatic shared cases must not be slower than 1 thread alone.
 B. **Data.** Items/s of :class:`~avlib.data.dataset.AVDataset` (decoding WAV + fbank + JPEGs) against
    :class:`~avlib.data.cache.CachedAVDataset` (memory-mapped slices), pretraining and fine-tuning
    preprocessing, on the active profile's generated dataset (the ``ci`` one when that is missing).

@@ -1,4 +1,5 @@
-"""Shared cores: the course's pretraining step timed alone, beside a busy process and beside a second avlib job,
+"""Shared cores: the course's pretraining step timed alone, beside a busy process, beside a second avlib job and
+beside a notebook's hand-written training loop,
 with the thread count fixed to all cores or chosen by avlib (:func:`avlib.env.default_threads` +
 :class:`avlib.env.ThreadGovernor`). Table A of ``make bench`` (:mod:`avlib.bench`, which re-exports these names).
 
@@ -28,14 +29,19 @@ def step_times(threads: str = "auto", steps: int = 4, warmup_s: float = 3.0, bat
                quick: bool = False, forever: bool = False) -> dict:
     """Time the course's pretraining step (``tiny``, fwd + bwd + AdamW) in this process.
 
-    ``threads``: an int (fixed) or ``"auto"`` (:func:`avlib.env.default_threads`, then a
-    :class:`~avlib.env.ThreadGovernor` updated every step). Warms up for >= 2 steps and ``warmup_s`` seconds.
+    ``threads``: an int (fixed), ``"auto"`` (:func:`avlib.env.default_threads`, then a
+    :class:`~avlib.env.ThreadGovernor` updated every step, as avlib's training loops do) or ``"setup"`` (only
+    :func:`avlib.env.setup`, as a notebook's hand-written loop: the governor runs in every module forward).
+    Warms up for >= 2 steps and ``warmup_s`` seconds.
     ``forever`` prints ``ready`` after the warm-up, then steps until killed (the competing job)."""
     from avlib.models import create_model
 
     auto = threads == "auto"
-    n = env.default_threads() if auto else int(threads)
-    torch.set_num_threads(n)
+    if threads == "setup":
+        n = env.setup(verbose=False).threads
+    else:
+        n = env.default_threads() if auto else int(threads)
+        torch.set_num_threads(n)
     gov = env.ThreadGovernor(fixed=False) if auto else None
     torch.manual_seed(0)
     prof = env.profile("course")
@@ -67,14 +73,14 @@ def step_times(threads: str = "auto", steps: int = 4, warmup_s: float = 3.0, bat
             step()
     times = [step() for _ in range(steps)]
     return {"threads": n, "threads_end": torch.get_num_threads(), "step_s": times,
-            "history": [k for _, k in gov.history] if gov else [n]}
+            "history": [k for _, k in (gov or env._GOVERNOR).history] if gov or env._GOVERNOR else [n]}
 
 
 def _env(threads: str) -> dict:
     """Child environment: no inherited thread settings; a fixed count is passed as AVLIB_THREADS."""
     e = {k: v for k, v in env.child_env().items() if k not in ("AVLIB_THREADS", "OMP_NUM_THREADS")}
     e["PYTHONWARNINGS"] = "ignore"
-    if threads != "auto":
+    if threads not in ("auto", "setup"):
         e["AVLIB_THREADS"] = e["OMP_NUM_THREADS"] = str(threads)
     return e
 
@@ -86,16 +92,18 @@ def _step_cmd(threads: str, a: argparse.Namespace, forever: bool = False) -> lis
 
 
 def _shared_case(threads: str, beside: str | None, a: argparse.Namespace) -> dict:
-    """One row of table A: start the competitor (``busy`` loop or an avlib ``job`` with the same thread
-    setting), wait until it runs, time the step in a fresh process, stop the competitor."""
+    """One row of table A: start the competitor (``busy`` loop, an avlib ``job`` with the same thread
+    setting, or a ``notebook``: a hand-written loop after ``env.setup()``), wait until it runs, time the step
+    in a fresh process, stop the competitor."""
     other = None
     try:
         if beside == "busy":
             other = subprocess.Popen([sys.executable, "-c", "while True: pass"])
             time.sleep(1.0)
-        elif beside == "job":
-            other = subprocess.Popen(_step_cmd(threads, a, forever=True), stdout=subprocess.PIPE, text=True,
-                                     env=_env(threads))
+        elif beside in ("job", "notebook"):
+            kind = threads if beside == "job" else "setup"
+            other = subprocess.Popen(_step_cmd(kind, a, forever=True), stdout=subprocess.PIPE, text=True,
+                                     env=_env(kind))
             if other.stdout.readline().strip() != "ready":
                 raise RuntimeError("the competing avlib job did not start")
         proc = subprocess.run(_step_cmd(threads, a), capture_output=True, text=True, env=_env(threads))
@@ -109,7 +117,8 @@ def _shared_case(threads: str, beside: str | None, a: argparse.Namespace) -> dic
     return {"threads_setting": threads, "beside": beside, **row}
 
 
-SHARED_CASES = ((None, "all"), (None, "1"), ("busy", "all"), ("busy", "auto"), ("job", "all"), ("job", "auto"))
+SHARED_CASES = ((None, "all"), (None, "1"), ("busy", "all"), ("busy", "auto"), ("job", "all"), ("job", "auto"),
+                ("notebook", "auto"))
 TOLERANCE = 1.10  # "not slower than 1 thread alone", allowing 10 % measurement noise
 
 
@@ -117,7 +126,8 @@ def shared_table(rows: list[dict]) -> tuple[str, bool]:
     """Table A and whether every automatic shared case is within :data:`TOLERANCE` of 1 thread alone."""
     one = next(r for r in rows if r["beside"] is None and r["threads_setting"] == "1")
     base = statistics.median(one["step_s"])
-    what = {None: "alone", "busy": "beside a busy process", "job": "beside a 2nd avlib job"}
+    what = {None: "alone", "busy": "beside a busy process", "job": "beside a 2nd avlib job",
+            "notebook": "beside a notebook's loop"}
     head = f"{'case':26s} {'threads':>9s} {'chosen':>8s} {'s/step':>8s} {'vs 1 thread alone':>18s}"
     lines, ok = [head, "-" * len(head)], True
     for r in rows:
@@ -137,7 +147,7 @@ def shared_table(rows: list[dict]) -> tuple[str, bool]:
 def main(argv: list[str] | None = None) -> int:
     """The child process of one case: run :func:`step_times` and print its JSON row; returns 0."""
     p = argparse.ArgumentParser(prog="python -m avlib.shared_cores", description=main.__doc__)
-    p.add_argument("threads", help="a fixed count, or 'auto'")
+    p.add_argument("threads", help="a fixed count, 'auto' or 'setup'")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--warmup-s", type=float, default=3.0)

@@ -148,6 +148,32 @@ def test_governor_sheds_at_once_and_grows_back_slowly(monkeypatch):
     assert [n for _, n in gov.history] == [2, 1, 2]
 
 
+def test_setup_governs_automatic_thread_counts_in_every_forward(monkeypatch):
+    """env.setup() without a fixed count installs the process governor: a plain module forward (a notebook's
+    own loop) sheds threads when other processes keep cores busy. Fixed counts install nothing."""
+    monkeypatch.delenv("AVLIB_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    try:
+        env.setup(verbose=False, threads=2)
+        assert env._GOVERNOR is None  # an explicit count is left alone
+        env.setup(verbose=False)
+        gov = env.govern_threads(interval_s=0.0)
+        assert gov is not None and gov.active
+        torch.set_num_threads(2)
+        gov.cpus = [0, 1]
+        monkeypatch.setattr(gov.usage, "sample", lambda: 1.0)  # one core busy elsewhere
+        torch.nn.Linear(4, 4)(torch.zeros(1, 4))
+        assert torch.get_num_threads() == 1 and [n for _, n in gov.history][-1] == 1
+        monkeypatch.setenv("AVLIB_THREADS", "1")
+        env.setup(verbose=False)
+        assert env._GOVERNOR is None
+    finally:
+        env.govern_threads(False)
+        torch.set_num_threads(before)
+    assert not torch.nn.modules.module._global_forward_pre_hooks  # removed again
+
+
 def _two_cpus() -> list[int]:
     cpus = env.cpu_slots()
     if len(cpus) < 2 or not hasattr(os, "sched_setaffinity") or not os.path.isfile("/proc/stat"):
@@ -160,22 +186,30 @@ import os, sys, time, json
 os.sched_setaffinity(0, {CPUS})
 import torch
 from avlib import env
-torch.set_num_threads(env.default_threads(window_s=0.2))
-gov = env.ThreadGovernor(interval_s=0.25)
+if sys.argv[2] == "loop":  # avlib's training loops: an explicit governor, updated every step
+    torch.set_num_threads(env.default_threads(window_s=0.2))
+    gov = env.ThreadGovernor(interval_s=0.25)
+else:  # a notebook's hand-written loop: only env.setup() (the governor runs in every module forward)
+    env.setup(verbose=False)
+    gov = env._GOVERNOR
+lin = torch.nn.Linear(192, 192, bias=False)
 x = torch.randn(192, 192)
 deadline = float(sys.argv[1])
 first = torch.get_num_threads()
-while time.time() < deadline:
-    for _ in range(20):
-        x = torch.tanh(x @ x) * 0.5
-    gov.update()
+with torch.no_grad():
+    while time.time() < deadline:
+        for _ in range(20):
+            x = torch.tanh(lin(x @ x)) * 0.5
+        if sys.argv[2] == "loop":
+            gov.update()
 print(json.dumps({{"first": first, "last": torch.get_num_threads(), "history": [n for _, n in gov.history]}}))
 """
 
 
 @pytest.mark.slow
 def test_two_avlib_jobs_settle_at_one_thread_each_on_two_cores():
-    """Two governed jobs pinned to the same 2 CPUs (threads not fixed) end with 1 thread each."""
+    """Two governed jobs pinned to the same 2 CPUs (threads not fixed) end with 1 thread each: two training
+    loops, and a notebook's hand-written loop (governed through env.setup) beside a training loop."""
     import json
     import subprocess
     import sys
@@ -184,11 +218,12 @@ def test_two_avlib_jobs_settle_at_one_thread_each_on_two_cores():
     cpus = _two_cpus()
     code = _GOVERNED_JOB.format(CPUS=set(cpus))
     environ = {k: v for k, v in os.environ.items() if k not in ("AVLIB_THREADS", "OMP_NUM_THREADS")}
-    deadline = str(time.time() + 6.0)
-    jobs = [subprocess.Popen([sys.executable, "-c", code, deadline], stdout=subprocess.PIPE, text=True,
-                             env=environ) for _ in range(2)]
-    out = [json.loads(j.communicate(timeout=120)[0].strip().splitlines()[-1]) for j in jobs]
-    assert [o["last"] for o in out] == [1, 1], out
+    for kinds in (("loop", "loop"), ("setup", "loop")):  # two training loops; a notebook loop + a training loop
+        deadline = str(time.time() + 6.0)
+        jobs = [subprocess.Popen([sys.executable, "-c", code, deadline, kind], stdout=subprocess.PIPE, text=True,
+                                 env=environ) for kind in kinds]
+        out = [json.loads(j.communicate(timeout=120)[0].strip().splitlines()[-1]) for j in jobs]
+        assert [o["last"] for o in out] == [1, 1], (kinds, out)
 
 
 @pytest.mark.slow
