@@ -173,12 +173,12 @@ def label_efficiency(cfg: FinetuneConfig | None = None, pretrained: str | Path |
 
     Returns rows ``{"init", "fraction", "train_clips", "steps", "accuracy", "macro_f1"}`` (percent).
     ``same_steps`` gives every fraction the optimizer steps of the full-data run (``min_steps``), so small
-    fractions see their clips for more epochs; a number in (0, 1] gives that share of those steps.
+    fractions see their clips for more epochs; a number in [0, 1] gives that share of those steps (0: no minimum).
     ``done[(init, fraction)]`` supplies rows already measured.
     """
     cfg = cfg or FinetuneConfig()
     if not 0 <= float(same_steps) <= 1:
-        raise ValueError(f"same_steps must be a bool or a share in (0, 1], got {same_steps!r}.")
+        raise ValueError(f"same_steps must be a bool or a share in [0, 1], got {same_steps!r}.")
     if "pretrained" in inits and pretrained is None:
         raise ValueError("label_efficiency needs pretrained=<model dir> for the 'pretrained' rows.")
     root = resolve_dataset(cfg.data)
