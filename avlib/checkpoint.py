@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["atomic_save", "rng_state", "set_rng_state", "unwrap", "save_checkpoint", "load_checkpoint",
-           "latest_checkpoint", "to_plain"]
+__all__ = ["atomic_save", "rng_state", "set_rng_state", "unwrap", "save_checkpoint", "read_checkpoint",
+           "restore_checkpoint", "load_checkpoint", "latest_checkpoint", "to_plain"]
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
@@ -123,14 +123,10 @@ def save_checkpoint(path: str | Path, *, model: nn.Module, optimizer: torch.opti
     return atomic_save(state, path)
 
 
-def load_checkpoint(path: str | Path, model: nn.Module | None = None,
-                    optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None, scaler: Any = None,
-                    *, restore_rng: bool = True, generators: dict[str, torch.Generator] | None = None,
-                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` into the given objects; return its state dict.
-
-    Raises ``FileNotFoundError`` / ``ValueError`` naming the file if it is missing or not an avlib checkpoint.
-    """
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The state dict of a checkpoint written by :func:`save_checkpoint`, applied to nothing (see
+    :func:`restore_checkpoint`). Raises ``FileNotFoundError`` / ``ValueError`` naming the file if it is missing or
+    not an avlib checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; pass an existing file or resume=False.")
@@ -138,6 +134,14 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None,
     if not isinstance(state, dict) or state.get("format") != "avlib-checkpoint-1":
         raise ValueError(f"{path} is not an avlib training checkpoint (written by avlib.checkpoint."
                          f"save_checkpoint); for model weights use avlib.models.from_pretrained.")
+    return state
+
+
+def restore_checkpoint(state: dict[str, Any], model: nn.Module | None = None,
+                       optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None, scaler: Any = None,
+                       *, restore_rng: bool = True, generators: dict[str, torch.Generator] | None = None
+                       ) -> dict[str, Any]:
+    """Load a :func:`read_checkpoint` state into the given objects (and the RNGs); return the state."""
     if model is not None:
         unwrap(model).load_state_dict(state["model"])
     if optimizer is not None and state["optimizer"] is not None:
@@ -149,6 +153,19 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None,
     if restore_rng:
         set_rng_state(state["rng"], generators)
     return state
+
+
+def load_checkpoint(path: str | Path, model: nn.Module | None = None,
+                    optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None, scaler: Any = None,
+                    *, restore_rng: bool = True, generators: dict[str, torch.Generator] | None = None,
+                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` into the given objects; return its state dict
+    (:func:`read_checkpoint`, then :func:`restore_checkpoint`).
+
+    Raises ``FileNotFoundError`` / ``ValueError`` naming the file if it is missing or not an avlib checkpoint.
+    """
+    return restore_checkpoint(read_checkpoint(path, map_location), model, optimizer, scheduler, scaler,
+                              restore_rng=restore_rng, generators=generators)
 
 
 def latest_checkpoint(run_dir: str | Path, name: str = "last.pt") -> Path | None:

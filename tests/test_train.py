@@ -207,6 +207,10 @@ def test_resume_refuses_a_different_config(ci_data, tmp_path):
     with pytest.raises(ValueError, match=r"different config \(lr: 0.0005 -> 0.001\)"):
         T.pretrain(cfg.replace(lr=1e-3, max_steps=4))
     assert T.pretrain(cfg.replace(lr=1e-3, max_steps=1, resume=False)).steps == 1
+    # another architecture: the config is compared before any weight is loaded, so the error names the change
+    # (not a state_dict key mismatch)
+    with pytest.raises(ValueError, match=r"different config \(model_overrides: \{\} -> \{'stem': 'conv'\}\)"):
+        T.pretrain(cfg.replace(lr=1e-3, max_steps=2, model_overrides={"stem": "conv"}))
 
 
 def test_resume_accepts_the_same_pretrained_weights_by_another_path(ci_data, tmp_path, monkeypatch):

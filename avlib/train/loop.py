@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from avlib import distributed as dist
 from avlib import env
-from avlib.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from avlib.checkpoint import latest_checkpoint, read_checkpoint, restore_checkpoint, save_checkpoint
 from avlib.train.configs import _Common
 from avlib.train.optim import resolve_amp
 
@@ -120,7 +120,7 @@ class _Loop:
         ck = latest_checkpoint(self.run_dir) if self.cfg.resume else None
         if ck is None:
             return {}
-        state = load_checkpoint(ck, model, opt, sched, map_location=self.device)
+        state = read_checkpoint(ck, map_location=self.device)  # compare the configs before loading any weights
         where = lambda k, v: env.display_path(v) if k == "pretrained" and v else v  # noqa: E731 - repo may move
         saved, now = ({k: where(k, v) for k, v in c.items()} for c in (state.get("config") or {}, self.cfg.to_dict()))
         diff = sorted(k for k in now.keys() & saved.keys() if k not in _RUNTIME_FIELDS and now[k] != saved[k])
@@ -128,6 +128,7 @@ class _Loop:
             raise ValueError(f"{env.display_path(ck)} was written with a different config ({', '.join(diff)}: "
                              f"{', '.join(f'{saved[k]!r} -> {now[k]!r}' for k in diff)}). Use another run_dir, "
                              f"delete that folder, or pass resume=False to start over.")
+        restore_checkpoint(state, model, opt, sched)
         self.step = self.start_step = state["step"]
         self.history = state["extra"].get("history", [])
         return state["extra"]
