@@ -353,6 +353,17 @@ def govern_threads(on: bool = True, interval_s: float = 1.0) -> ThreadGovernor |
     return _GOVERNOR
 
 
+def _forget_governor_in_child() -> None:
+    """A forked child (a DataLoader worker, whose transforms are modules too) keeps the thread count it was
+    given: the parent's governor must not grow its threads."""
+    global _GOVERNOR
+    _GOVERNOR = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_governor_in_child)
+
+
 def _govern_hook(module: torch.nn.Module, args: tuple) -> None:
     """Global forward pre-hook: let the process governor re-check the cores (cheap between checks)."""
     if _GOVERNOR is not None and not torch.compiler.is_compiling():  # compiled graphs stay whole

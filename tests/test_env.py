@@ -174,6 +174,27 @@ def test_setup_governs_automatic_thread_counts_in_every_forward(monkeypatch):
     assert not torch.nn.modules.module._global_forward_pre_hooks  # removed again
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_children_do_not_inherit_the_governor(monkeypatch):
+    """DataLoader workers are forked and run transforms (modules): the parent's governor must not act there."""
+    monkeypatch.delenv("AVLIB_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    try:
+        assert env.govern_threads() is not None
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report whether it still has a governor, then leave at once
+            os.write(w, b"1" if env._GOVERNOR is not None else b"0")
+            os._exit(0)
+        os.close(w)
+        got = os.read(r, 1)
+        os.close(r)
+        os.waitpid(pid, 0)
+        assert got == b"0" and env._GOVERNOR is not None  # gone in the child only
+    finally:
+        env.govern_threads(False)
+
+
 def _two_cpus() -> list[int]:
     cpus = env.cpu_slots()
     if len(cpus) < 2 or not hasattr(os, "sched_setaffinity") or not os.path.isfile("/proc/stat"):
