@@ -353,6 +353,12 @@ def govern_threads(on: bool = True, interval_s: float = 1.0) -> ThreadGovernor |
     return _GOVERNOR
 
 
+def process_governor() -> ThreadGovernor | None:
+    """The governor :func:`govern_threads` installed in this process (None when off). avlib's training loops
+    use it too, so one process keeps one view of the cores."""
+    return _GOVERNOR
+
+
 def _forget_governor_in_child() -> None:
     """A forked child (a DataLoader worker, whose transforms are modules too) keeps the thread count it was
     given: the parent's governor must not grow its threads."""

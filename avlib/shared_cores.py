@@ -42,7 +42,7 @@ def step_times(threads: str = "auto", steps: int = 4, warmup_s: float = 3.0, bat
     else:
         n = env.default_threads() if auto else int(threads)
         torch.set_num_threads(n)
-    gov = env.ThreadGovernor(fixed=False) if auto else None
+    gov = env.ThreadGovernor(fixed=False) if auto else env.process_governor()  # "setup": the hook updates it
     torch.manual_seed(0)
     prof = env.profile("course")
     sizes = QUICK if quick else {"audio_length": prof.target_length, "num_mel_bins": prof.num_mel_bins,
@@ -59,7 +59,7 @@ def step_times(threads: str = "auto", steps: int = 4, warmup_s: float = 3.0, bat
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if gov is not None:
+        if auto:
             gov.update()
         return time.perf_counter() - t
 
@@ -73,7 +73,7 @@ def step_times(threads: str = "auto", steps: int = 4, warmup_s: float = 3.0, bat
             step()
     times = [step() for _ in range(steps)]
     return {"threads": n, "threads_end": torch.get_num_threads(), "step_s": times,
-            "history": [k for _, k in (gov or env._GOVERNOR).history] if gov or env._GOVERNOR else [n]}
+            "history": [k for _, k in gov.history] if gov else [n]}
 
 
 def _env(threads: str) -> dict:

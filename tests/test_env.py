@@ -156,10 +156,10 @@ def test_setup_governs_automatic_thread_counts_in_every_forward(monkeypatch):
     before = torch.get_num_threads()
     try:
         env.setup(verbose=False, threads=2)
-        assert env._GOVERNOR is None  # an explicit count is left alone
+        assert env.process_governor() is None  # an explicit count is left alone
         env.setup(verbose=False)
         gov = env.govern_threads(interval_s=0.0)
-        assert gov is not None and gov.active
+        assert gov is not None and gov.active and env.process_governor() is gov
         torch.set_num_threads(2)
         gov.cpus = [0, 1]
         monkeypatch.setattr(gov.usage, "sample", lambda: 1.0)  # one core busy elsewhere
@@ -167,7 +167,7 @@ def test_setup_governs_automatic_thread_counts_in_every_forward(monkeypatch):
         assert torch.get_num_threads() == 1 and [n for _, n in gov.history][-1] == 1
         monkeypatch.setenv("AVLIB_THREADS", "1")
         env.setup(verbose=False)
-        assert env._GOVERNOR is None
+        assert env.process_governor() is None
     finally:
         env.govern_threads(False)
         torch.set_num_threads(before)
@@ -184,13 +184,13 @@ def test_forked_children_do_not_inherit_the_governor(monkeypatch):
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: report whether it still has a governor, then leave at once
-            os.write(w, b"1" if env._GOVERNOR is not None else b"0")
+            os.write(w, b"1" if env.process_governor() is not None else b"0")
             os._exit(0)
         os.close(w)
         got = os.read(r, 1)
         os.close(r)
         os.waitpid(pid, 0)
-        assert got == b"0" and env._GOVERNOR is not None  # gone in the child only
+        assert got == b"0" and env.process_governor() is not None  # gone in the child only
     finally:
         env.govern_threads(False)
 
@@ -212,7 +212,7 @@ if sys.argv[2] == "loop":  # avlib's training loops: an explicit governor, updat
     gov = env.ThreadGovernor(interval_s=0.25)
 else:  # a notebook's hand-written loop: only env.setup() (the governor runs in every module forward)
     env.setup(verbose=False)
-    gov = env._GOVERNOR
+    gov = env.process_governor()
 lin = torch.nn.Linear(192, 192, bias=False)
 x = torch.randn(192, 192)
 deadline = float(sys.argv[1])

@@ -99,7 +99,8 @@ class _Loop:
         self.history: list[dict] = []
         self.step = 0
         self.start_step = 0  # where this call began (> 0 after a resume)
-        self.threads = env.ThreadGovernor()  # sheds torch threads while other jobs keep cores busy
+        # sheds torch threads while other jobs keep cores busy: setup()'s governor if it runs, else its own
+        self.threads = env.process_governor() or env.ThreadGovernor()
         self.t0 = time.time()
 
     def release(self) -> None:
