@@ -24,24 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from avlib import metrics as M
+from avlib.data.report import fit_classifier, split_features
 
-__all__ = ["split_features", "linear_contrastive", "class_match_retrieval", "correspondence_report"]
-
-
-def split_features(root: str | Path, split: str) -> dict[str, Any]:
-    """The baselines' features of one split: ``{"audio": [N, 2F], "video": [N, Dv], "labels": [N]}`` (numpy;
-    labels as class indices in the order of the dataset's classes)."""
-    from avlib.data import report
-
-    root = Path(root)
-    _, metas, classes = report._load(root)
-    mids = [m for m, _ in classes]
-    rows = [m for m in metas if m["split"] == split]
-    if not rows:
-        raise ValueError(f"{root} has no clips in split {split!r}; regenerate it with `python -m avlib data`.")
-    ids = [m["video_id"] for m in rows]
-    return {"audio": report.audio_features(root, ids), "video": report.video_features(root, ids),
-            "labels": np.array([mids.index(m["label"]) for m in rows])}
+__all__ = ["linear_contrastive", "class_match_retrieval", "correspondence_report"]
 
 
 def _standardise(train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:
@@ -57,8 +42,8 @@ def _r5(a: torch.Tensor, v: torch.Tensor) -> dict[str, float]:
 def linear_contrastive(train: dict[str, Any], test: dict[str, Any], steps: int = 2000, batch_size: int = 32,
                        dim: int = 64, temperature: float = 0.1, lr: float = 1e-3, seed: int = 0) -> dict[str, Any]:
     """Train ``W_a``, ``W_v`` (linear, to ``dim``) with symmetric InfoNCE on ``train``'s pairs (from
-    :func:`split_features`); return ``{"train_acc": in-batch top-1 (%) over the last 10 % of steps, "chance_acc":
-    100 / batch, "r5": {"a2v", "v2a"} on test (%), "chance_r5": 500 / N}``."""
+    :func:`avlib.data.report.split_features`); return ``{"train_acc": in-batch top-1 (%) over the last 10 % of
+    steps, "chance_acc": 100 / batch, "r5": {"a2v", "v2a"} on test (%), "chance_r5": 500 / N}``."""
     g = torch.Generator().manual_seed(seed)
     xa, ta = _standardise(train["audio"], test["audio"])  # [N, Da], [M, Da]
     xv, tv = _standardise(train["video"], test["video"])  # [N, Dv], [M, Dv]
@@ -92,11 +77,9 @@ def class_match_retrieval(train: dict[str, Any], test: dict[str, Any], seed: int
     give ``p_audio [M, K]`` and ``p_video [M, K]`` on ``test``; ``sim = p_audio @ p_video.T``. Returns
     ``{"r5": {"a2v", "v2a"} (%), "chance_r5", "audio_acc", "video_acc"}`` (accuracies of the two classifiers
     on test, %)."""
-    from avlib.data import report
-
     probs, accs = {}, {}
     for kind in ("audio", "video"):
-        model = report._fit(train[kind], train["labels"], seed)
+        model = fit_classifier(train[kind], train["labels"], seed)
         p = model.predict_proba(test[kind])  # [M, K'] over the classes seen in training
         full = np.zeros((len(p), int(max(train["labels"].max(), test["labels"].max())) + 1))
         full[:, model.classes_] = p  # [M, K]

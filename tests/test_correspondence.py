@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from avlib import correspondence as C
+from avlib.data.report import split_features
 
 
 def _pairs(n: int, classes: int, rng: np.random.Generator, tied: bool) -> dict:
@@ -54,9 +55,9 @@ def test_class_match_retrieval_is_bounded_by_the_class():
 
 
 def test_split_features_of_a_generated_dataset(ci_data):
-    f = C.split_features(ci_data, "test")
+    f = split_features(ci_data, "test")
     n = len(f["labels"])
     assert n > 0 and f["audio"].shape[0] == f["video"].shape[0] == n
     assert np.isfinite(f["audio"]).all() and np.isfinite(f["video"]).all()
     with pytest.raises(ValueError, match="no clips in split 'nope'"):
-        C.split_features(ci_data, "nope")
+        split_features(ci_data, "nope")

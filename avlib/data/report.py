@@ -140,7 +140,24 @@ def video_features(root: str | Path, ids: list[str], frames: int = O.NUM_FRAMES)
     return np.stack(out).astype(np.float32)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, seed: int):
+def split_features(root: str | Path, splits: str | tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The baselines' features of the clips in ``splits`` (one name or several):
+    ``{"audio": [N, 2F], "video": [N, 544], "labels": [N]}``, labels as indices into the dataset's classes."""
+    root = Path(root)
+    splits = (splits,) if isinstance(splits, str) else tuple(splits)
+    _, metas, classes = _load(root)
+    mids = [m for m, _ in classes]
+    rows = [m for m in metas if m["split"] in splits]
+    if not rows:
+        raise ValueError(f"{root} has no clips in split {', '.join(map(repr, splits))}; regenerate it with "
+                         "`python -m avlib data`.")
+    ids = [m["video_id"] for m in rows]
+    return {"audio": audio_features(root, ids), "video": video_features(root, ids),
+            "labels": np.array([mids.index(m["label"]) for m in rows])}
+
+
+def fit_classifier(x: np.ndarray, y: np.ndarray, seed: int = 0):
+    """The baselines' classifier: standardised features -> logistic regression (scikit-learn), fit on ``x, y``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -158,22 +175,17 @@ def baselines(root: str | Path, seed: int = 0, train_splits: tuple[str, ...] = (
     (late fusion, no extra fitting).
     """
     root = Path(root)
-    _, metas, classes = _load(root)
-    mids = [m for m, _ in classes]
-    groups = {"fit": train_splits, **{s: (s,) for s in eval_splits}}
-    ids = {g: [m["video_id"] for m in metas if m["split"] in ss] for g, ss in groups.items()}
-    ys = {g: np.array([mids.index(m["label"]) for m in metas if m["split"] in ss])
-          for g, ss in groups.items()}
-    feats = {"audio": audio_features, "video": video_features}
-    x = {kind: {g: fn(root, ids[g]) for g in ids} for kind, fn in feats.items()}
-    models = {kind: _fit(x[kind]["fit"], ys["fit"], seed) for kind in feats}
+    kinds, num_classes = ("audio", "video"), len(_load(root)[2])
+    fit = split_features(root, train_splits)
+    models = {kind: fit_classifier(fit[kind], fit["labels"], seed) for kind in kinds}
     result: dict[str, dict[str, float]] = {"audio": {}, "video": {}, "fusion": {}}
     for s in eval_splits:
-        logp = {kind: models[kind].predict_log_proba(x[kind][s]) for kind in feats}  # [N, K] each
+        data = split_features(root, s)
+        logp = {kind: models[kind].predict_log_proba(data[kind]) for kind in kinds}  # [N, K] each
         logp["fusion"] = (logp["audio"] + logp["video"]) / 2
         for kind, lp in logp.items():
-            result[kind][s] = float(100 * np.mean(models["audio"].classes_[lp.argmax(1)] == ys[s]))
-    result["chance"] = {s: 100.0 / len(mids) for s in eval_splits}
+            result[kind][s] = float(100 * np.mean(models["audio"].classes_[lp.argmax(1)] == data["labels"]))
+    result["chance"] = {s: 100.0 / num_classes for s in eval_splits}
     return result
 
 
