@@ -127,7 +127,7 @@ NOTEBOOKS: tuple[Notebook, ...] = (
              (("cavmae", "§3 (retrieval and inpainting)"), ("mae", "§4.3 (linear probing)")),
              ("evaluate.py", "metrics.py", "plots.py", "influence.py", "checks/retrieval.py")),
     Notebook("12", "12_finetuning", "Fine-tuning for instrument recognition", "Fine-tuning for instrument recognition",
-             "CAVMAEFT, the course's recipe (head lr, SpecAugment; the reference's mixup and weight averaging, off "
+             "CAVMAEFT, the course's recipe (head lr; the reference's SpecAugment, mixup and weight averaging, off "
              "in its short runs), linear probe vs full, AV / A / V, label efficiency",
              "≈ 3.5 min after `make run`, else ≈ 25 min", "≈ 1 min after `make run`",
              (("cavmae", "§3 (fine-tuning for event classification)"), ("mae", "§4.3 (fine-tuning vs linear probe)")),
