@@ -380,3 +380,20 @@ def test_main_job_names_stay_importable_from_train():
     assert FT_MODES_MAIN == X.FT_MODES_MAIN
     with pytest.raises(AttributeError):
         T.no_such_name  # noqa: B018
+
+
+def test_main_finetune_configs_follow_the_recipes(tmp_path, monkeypatch):
+    """The main job's fine-tunes: the course recipe for every run, video-only trains VIDEO_EPOCH_SCALE times the
+    profile's epochs, the probe freezes the encoder and trains PROBE_RECIPE's share of the epochs at its lr."""
+    monkeypatch.setattr(env, "_active_profile", "course")
+    epochs = env.profile().finetune_epochs
+    av = X.main_finetune_config("pretrained", "multimodal", tmp_path)
+    v = X.main_finetune_config("pretrained", "videoonly", tmp_path)
+    probe = X.main_finetune_config("probe", "multimodal", tmp_path)
+    scratch = X.main_finetune_config("scratch", "multimodal", tmp_path, lr=1e-4)
+    assert (av.epochs, av.lr, av.freqm, av.linear_probe) == (epochs, X.COURSE_RECIPE["lr"], 0, False)
+    assert av.pretrained == str(tmp_path / "pretrain" / "model") and scratch.pretrained is None
+    assert v.epochs == epochs * X.VIDEO_EPOCH_SCALE and scratch.lr == 1e-4
+    assert probe.linear_probe and probe.lr == X.PROBE_RECIPE["lr"]
+    assert probe.epochs == round(epochs * X.PROBE_RECIPE["epoch_share"]) < epochs
+    assert probe.run_dir == str(tmp_path / "finetune_probe_AV")
