@@ -52,8 +52,8 @@ FT_MODES_MAIN = ("multimodal", "audioonly", "videoonly")
 MAIN_RUNS = (("pretrained", "multimodal"), ("pretrained", "audioonly"), ("pretrained", "videoonly"),
              ("scratch", "multimodal"), ("probe", "multimodal"))  # (init, mode) of the main table's models
 LE_FRACTIONS = (0.1,)  # the main job's label fractions (+ 100 %: the main AV fine-tunes)
-LE_STEP_SHARE = 0.4  # each label fraction trains for this share of the full-data run's steps (30 epochs at 10 %;
-# 0.5 cost the main job 54 s more, with pretrained and scratch at 57.9 and 61.0 % test)
+LE_STEP_SHARE = 0.4  # each label fraction trains for this share of the full-data run's steps (30 epochs at 10 %:
+# pretrained 54.4, scratch 62.6 % test; 0.5 cost the main job 54 s more and gave 57.9 and 61.0 %)
 _SHORT = {"multimodal": "AV", "audioonly": "A", "videoonly": "V"}
 # The main job's model: the profile's size with early convolutions as the patch embedding (blocks.conv_stem).
 # Measured on the course data (tiny ViT trained from scratch for 300 steps; test, 10 frames): video on 390 clips
