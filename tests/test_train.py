@@ -384,7 +384,7 @@ def test_main_job_names_stay_importable_from_train():
 
 def test_main_finetune_configs_follow_the_recipes(tmp_path, monkeypatch):
     """The main job's fine-tunes: the course recipe for every run, video-only trains VIDEO_EPOCH_SCALE times the
-    profile's epochs, the probe freezes the encoder and trains PROBE_RECIPE's share of the epochs at its lr."""
+    profile's epochs, the probe freezes the encoder and trains PROBE_EPOCH_SHARE of the epochs at PROBE_RECIPE's lr."""
     monkeypatch.setattr(env, "_active_profile", "course")
     epochs = env.profile().finetune_epochs
     av = X.main_finetune_config("pretrained", "multimodal", tmp_path)
@@ -395,5 +395,5 @@ def test_main_finetune_configs_follow_the_recipes(tmp_path, monkeypatch):
     assert av.pretrained == str(tmp_path / "pretrain" / "model") and scratch.pretrained is None
     assert v.epochs == epochs * X.VIDEO_EPOCH_SCALE and scratch.lr == 1e-4
     assert probe.linear_probe and probe.lr == X.PROBE_RECIPE["lr"]
-    assert probe.epochs == round(epochs * X.PROBE_RECIPE["epoch_share"]) < epochs
+    assert probe.epochs == round(epochs * X.PROBE_EPOCH_SHARE) < epochs
     assert probe.run_dir == str(tmp_path / "finetune_probe_AV")
