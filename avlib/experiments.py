@@ -85,7 +85,7 @@ PROBE_EPOCH_SHARE = 5 / 9  # of the profile's finetune_epochs
 # Pretraining: the reference's recipe with both InfoNCE directions. Batch-centred InfoNCE (contrast_center) was
 # measured too and stays off: it lifts in-batch accuracy of a contrastive-only run, but in full pretraining it
 # neither made retrieval work nor helped fine-tuning (AV 50 % test vs 72 %).
-# The contrastive weight λc (the course profile's contrast_loss_weight) is the knob that made pretraining pay.
+# The contrastive weight λc (the course profile's contrast_loss_weight) is the knob that stopped pretraining costing.
 # With λc 0.1, the frozen encoder was no better than its random init (logistic regression on each stream's
 # pooled embedding, 10 labelled clips per instrument, test: audio 46.7 vs 45.1 %, video 10.3 vs 13.8 %), and the
 # AV fine-tune from it lost to scratch (test / val, 10 frames: 86.7 / 87.7 % vs 91.3 / 90.8 %; the audio MAE's
@@ -93,9 +93,10 @@ PROBE_EPOCH_SHARE = 5 / 9  # of the profile's finetune_epochs
 # 19.5 %; AV fine-tune 91.3 / 93.1 %; 10 % of the labels (seeds 0, 1) 63.6, 57.9 % vs scratch 62.6, 56.9 %;
 # retrieval R@5 a2v / v2a 6.2 / 4.6 % (was 1.5 / 2.1; chance 2.6). λc 3.0: 88.7 / 91.5 %, 64.1 and 54.4 %, R@5
 # 4.6 / 4.6 %. The run of record's λc 1.0 model, seeds 0-2: 10 % labels 64.1 / 63.1 / 45.6 % (mean 57.6) vs
-# scratch 62.6 / 56.9 / 52.3 % (mean 57.3); all labels, seed 1: 91.3 / 89.2 % vs scratch 91.3 / 88.5 %: even. Short runs (243 steps) with λc 0.1 and lr 1e-4, weight decay 0, masks of 50 %, no time roll or
-# unnormalised targets left the readout at or below the random init's; λc 0 (MAE alone) lowered it further; at
-# λc 1, clip_grad 5 (the gradient is clipped in most steps at 1) and InfoNCE temperature 0.1 were no better.
+# scratch 62.6 / 56.9 / 52.3 % (mean 57.3); all labels, seed 1: 91.3 / 89.2 % vs scratch 91.3 / 88.5 %: even.
+# Short runs (243 steps) with λc 0.1 and lr 1e-4, weight decay 0, masks of 50 %, no time roll or unnormalised
+# targets left the readout at or below the random init's; λc 0 (MAE alone) lowered it further; at λc 1, clip_grad 5
+# (the gradient is clipped in most steps at 1) and InfoNCE temperature 0.1 were no better.
 PRETRAIN_RECIPE: dict[str, Any] = {"bidirectional_contrast": True, "model_overrides": MAIN_MODEL}
 
 
