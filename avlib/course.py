@@ -140,7 +140,7 @@ NOTEBOOKS: tuple[Notebook, ...] = (
              ("evaluate.py", "metrics.py", "results.py", "checks/evaluation.py")),
     Notebook("14", "14_capstone", "Capstone: your own videos, the official weights, and scaling out", "Capstone",
              "your own videos → predict, official CAV-MAE checkpoints through `avlib.convert`, `torchrun` (DDP), "
-             "throughput", "≈ 2 min after `make run` (else ≈ 15 min more to train first)", "< 1 min",
+             "throughput", "≈ 2 min after `make run` (else ≈ 11 min more to train first)", "< 1 min",
              (("cavmae", "§2.1.1 (frame aggregation at inference)"),),
              ("predict.py", "convert.py", "distributed.py", "bench.py", "shared_cores.py", "checks/capstone.py")),
 )

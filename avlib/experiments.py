@@ -90,8 +90,9 @@ PROBE_EPOCH_SHARE = 5 / 9  # of the profile's finetune_epochs
 # measured too and stays off: it lifts in-batch accuracy of a contrastive-only run, but in full pretraining it
 # neither made retrieval work nor helped fine-tuning (AV 50 % test vs 72 %).
 # The contrastive weight λc (the course profile's contrast_loss_weight) is the knob that stopped pretraining costing.
-# With λc 0.1, the frozen encoder was no better than its random init (logistic regression on each stream's
-# pooled embedding, 10 labelled clips per instrument, test: audio 46.7 vs 45.1 %, video 10.3 vs 13.8 %), and the
+# With λc 0.1, the frozen encoder was no better than its random init (logistic regression, C 0.1, on each stream's
+# pooled embedding, 10 labelled clips per instrument, test: audio 46.7 vs 45.1 %, video 10.3 vs 13.8 %; notebook
+# 11's readout, the baselines' classifier, reads other values, e.g. 50.8 / 12.8 % for the same random init), and the
 # AV fine-tune from it lost to scratch (test / val, 10 frames: 86.7 / 87.7 % vs 91.3 / 90.8 %; the audio MAE's
 # weights were the worse start). Pretraining with λc 1.0 (same 648 steps): frozen readout audio 65.1 %, video
 # 19.5 %; AV fine-tune 91.3 / 93.1 %; 10 % of the labels (seeds 0, 1) 63.6, 57.9 % vs scratch 62.6, 56.9 %;

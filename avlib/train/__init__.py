@@ -12,12 +12,11 @@ gradient clipping, bf16 autocast (CUDA, and CPUs with native bf16), a ``tqdm`` b
 
 Differences from the reference recipes (cavmae-reference.md §3): AdamW instead of Adam + weight decay 5e-7,
 a real warm-up and a cosine schedule instead of step decay, gradient clipping, optional layer-wise lr decay;
-the model starts from scratch (no ImageNet weights), so the lr is higher (5e-4). Kept: loss weights (MAE 1.0,
-contrastive 0.01, the profile's ``contrast_loss_weight``), 75 % masking, head lr multiplier, mixup, label
-smoothing, SpecAugment, noise augmentation, uniform checkpoint weight averaging over the last epochs, frame
-aggregation. Measured on course data (tiny, batch 32, lr 5e-4, 250 steps): a contrastive weight of 0.1 or 1.0
-keeps the video MAE at 0.97 (0.01: 0.96 -> 0.64) and does not lift the in-batch contrastive accuracy
-measurably above chance (0.06 vs 0.04; chance 1/32), so 0.01 stays.
+the model starts from scratch (no ImageNet weights), so the lr is higher (5e-4). Kept as defaults: the MAE loss
+weight 1.0, 75 % masking, head lr multiplier, mixup, label smoothing, SpecAugment, noise augmentation, uniform
+checkpoint weight averaging over the last epochs, frame aggregation. The contrastive weight is the profile's
+``contrast_loss_weight`` (the reference's 0.01; ``course``: 1.0). The course's main job overrides some of these
+defaults, with the measurements that chose them, in :mod:`avlib.experiments`.
 
 Reproducibility. Batches come from :class:`~avlib.distributed.GlobalBatchSampler` (a permutation per epoch),
 dataset augmentations from per-(seed, epoch, item) generators, masking noise from a per-step generator. A
