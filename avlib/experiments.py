@@ -108,6 +108,10 @@ PROBE_EPOCH_SHARE = 5 / 9  # of the profile's finetune_epochs
 # steps). Twice the pretraining (16 epochs, 1,296 steps, 588 s) paid for by 6-epoch fine-tunes: readout 72.3 / 57.9,
 # 24.6 / 23.1 %, R@5 3.1 / 4.1 %; AV test / val 78.5 / 86.9 % vs scratch 85.1 / 87.7 % (both 246 steps); 10 % of the
 # labels (100 steps, seeds 0, 1) 60.0, 56.9 % vs scratch 54.9, 52.3 % (val 69.2, 63.8 vs 55.4, 53.8 %).
+# λc 0.75 with a two-epoch warm-up (648 steps): readout 69.7 / 51.8, 29.7 / 27.2 %; AV 91.3 / 89.2 %; 10 % labels
+# (150 steps, seeds 0, 1) 63.6, 65.6 % (val 65.4, 61.5 %); R@5 4.6 / 7.7 %. Not adopted: its gains over λc 1.0 are
+# within the spread of two identical λc 1.0 runs (10 % labels, seed 1: 57.9 and 63.1 %; R@5 6.2 / 4.6 and 3.1 /
+# 4.6 %), and it reaches no further goal.
 PRETRAIN_RECIPE: dict[str, Any] = {"bidirectional_contrast": True, "model_overrides": MAIN_MODEL}
 
 
