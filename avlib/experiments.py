@@ -112,6 +112,10 @@ PROBE_EPOCH_SHARE = 5 / 9  # of the profile's finetune_epochs
 # (150 steps, seeds 0, 1) 63.6, 65.6 % (val 65.4, 61.5 %); R@5 4.6 / 7.7 %. Not adopted: its gains over λc 1.0 are
 # within the spread of two identical λc 1.0 runs (10 % labels, seed 1: 57.9 and 63.1 %; R@5 6.2 / 4.6 and 3.1 /
 # 4.6 %), and it reaches no further goal.
+# Frame-aligned contrast (CAV-MAE Sync's idea; a minimal dev loop, 648 steps at λc 1, frames drawn from the six
+# inside the 2.56 s the model hears, the audio pooled over its kept tokens within ±0.32 s of the frame) against the
+# same loop with the global audio: InfoNCE at the end 3.288 vs 3.301; R@5 a2v / v2a on test 2.6 / 5.1 vs 5.6 / 4.6 %,
+# on val 12.3 / 10.8 vs 10.8 / 7.7 % (chance 2.6 and 3.8 %). The timing did not become learnable in this budget.
 PRETRAIN_RECIPE: dict[str, Any] = {"bidirectional_contrast": True, "model_overrides": MAIN_MODEL}
 
 
